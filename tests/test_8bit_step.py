@@ -169,6 +169,34 @@ def test_momentum_is_used_not_ignored():
     assert "momentum_buffer.codes" in opt.state[p]
 
 
+@pytest.mark.parametrize("precision", ["8bit", "bf16"])
+def test_the_result_does_not_depend_on_the_number_of_threads(precision):
+    """Threads take runs of blocks in turn; each block's random bits depend on (parameter,
+    step, state tensor, block) only, so any split gives the same bits."""
+    from rmsprop.torch.kernels import fused_cpu
+
+    numel = fused_cpu.MIN_PER_THREAD * 3 + 1000  # enough work for three threads
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            g = torch.Generator().manual_seed(0)
+            p = torch.nn.Parameter(torch.randn(numel, generator=g))
+            opt = RMSprop([p], lr=1e-2, momentum=0.9, centered=True, state_precision=precision)
+            for _ in range(3):
+                p.grad = torch.randn(numel, generator=g)
+                opt.step()
+            results.append((p.detach().clone(), {k: v.clone() for k, v in opt.state[p].items()}))
+    finally:
+        torch.set_num_threads(threads)
+    first_param, first_state = results[0]
+    for param, state in results[1:]:
+        assert torch.equal(param, first_param)
+        assert state.keys() == first_state.keys()
+        assert all(torch.equal(state[k], first_state[k]) for k in state)
+
+
 def make_pair(precision: str, **options):
     torch.manual_seed(3)
     model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.Tanh(), torch.nn.Linear(96, 8))

@@ -42,8 +42,9 @@ code spacing: rounding to nearest returns the old code and v freezes (the "stuck
 test ``test_round_to_nearest_freezes_an_ema...`` shows it). Rounding is therefore stochastic,
 ``E[q(x)] = x``, so the average moves by the right amount on average (in the benchmark,
 with every tensor in 8 bits, rounding to nearest moves the final loss of the digits MLP by
--10 % to -29 % from float32 state, stochastic rounding by -0.6 % to -1.3 %). The random bits are deterministic for a given parameter, step and
-element (:func:`rmsprop.torch.kernels.fused_lowbit.weyl`).
+-10 % to -29 % from float32 state, stochastic rounding by -0.6 % to -1.3 %). The random
+bits are deterministic for a given parameter, step and element (see
+:mod:`rmsprop.torch.kernels.fused_lowbit`).
 
 ``state_precision="bf16"`` stores the same tensors as bfloat16 (2 bytes per element), rounded
 stochastically for the same reason (bfloat16 has 8 significant bits).

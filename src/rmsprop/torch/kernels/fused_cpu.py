@@ -4,9 +4,9 @@ Per element, :func:`rmsprop_element` reads theta, g, v (and vmax, gbar, b when t
 them), computes the update of :mod:`rmsprop.spec` in registers and writes theta and the state
 back: 20 bytes per float32 parameter without momentum, 28 with it, and no temporaries. The
 tensors of one call are cut into chunks of at most :data:`CHUNK` elements; the chunk list is
-split into as many runs of equal work as torch uses threads, each run a call of the kernel
-(which releases the GIL) on a thread of a small pool. So one large tensor and two thousand
-small ones are both one call per thread. (Threads of our own rather than numba's ``prange``:
+split into a few runs of equal work per thread torch uses, each run a call of the kernel
+(which releases the GIL), taken in turn by this thread and those of a small pool. So one large
+tensor and two thousand small ones are both a few calls per thread. (Threads of our own rather than numba's ``prange``:
 a ``parallel=True`` kernel takes a second longer to compile, and its OpenMP pool would
 compete with torch's.)
 
@@ -27,6 +27,7 @@ fused step runs.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -298,6 +299,9 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
 
 # -- the torch side ---------------------------------------------------------------------------
 
+PIECES_PER_THREAD = 4
+"""Runs of work per thread in one kernel call (see :func:`_run`)."""
+
 MIN_PER_THREAD = 1 << 16
 """Fewer elements than this per thread and handing work to a thread costs more than it saves."""
 
@@ -321,22 +325,36 @@ def _threads_for(numel: int) -> int:
 
 
 def _run(kernel, chunk_length: np.ndarray, *args) -> None:
-    """``kernel(first, last, *args)`` over every chunk: the chunk list cut into runs of equal
-    work, one per thread (the kernel releases the GIL); this thread takes the first run."""
+    """``kernel(first, last, *args)`` over every chunk: the chunk list cut into
+    :data:`PIECES_PER_THREAD` runs of equal work per thread, which this thread and the pool's
+    threads take in turn as each finishes its last (the kernel releases the GIL).
+
+    Taking runs in turn rather than one fixed run per thread: a thread that the system
+    schedules late (another process's threads, OpenMP workers of torch still spinning after an
+    operation) would otherwise make the whole step as slow as one thread. Which thread runs a
+    chunk never changes what is computed.
+    """
     global _pool, _pool_size
     threads = _threads_for(int(chunk_length.sum()))
     if threads == 1:
         kernel(0, chunk_length.size, *args)
         return
+    pieces = min(chunk_length.size, threads * PIECES_PER_THREAD)
     work = np.cumsum(chunk_length)
-    cuts = np.searchsorted(work, work[-1] * np.arange(1, threads) / threads, side="right")
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, pieces) / pieces, side="right")
     bounds = [0, *cuts.tolist(), chunk_length.size]
+    taken = itertools.count()  # next() on a count is atomic under the GIL
+
+    def take_runs() -> None:
+        while (k := next(taken)) < len(bounds) - 1:
+            if bounds[k] < bounds[k + 1]:
+                kernel(bounds[k], bounds[k + 1], *args)
+
     if _pool_size < threads - 1:
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rmsprop")
         _pool_size = threads - 1
-    futures = [_pool.submit(kernel, bounds[k], bounds[k + 1], *args)
-               for k in range(1, threads)]
-    kernel(bounds[0], bounds[1], *args)
+    futures = [_pool.submit(take_runs) for _ in range(threads - 1)]
+    take_runs()
     for future in futures:
         future.result()
 

@@ -18,7 +18,7 @@ is rounded. Memory traffic per element: parameter and gradient, plus one byte pe
 
 Random bits: per element and state tensor, the top bits of a Weyl sequence shifted by a hash
 of (the parameter's index in the optimizer, the step, the state tensor, the block) (see
-:func:`weyl`). A step is deterministic, does not depend on the number of threads, and a run
+:func:`_encode`). A step is deterministic, does not depend on the number of threads, and a run
 resumed from a state dict continues bit for bit.
 
 Threads: the kernel releases the GIL and runs on the thread pool of :mod:`.fused_cpu`, as many
@@ -87,21 +87,6 @@ def hash32(seed, index):
     return _U32(x ^ (x >> _S16))
 
 
-@njit(inline="always")
-def weyl(base, i):
-    """32 random bits for element ``i`` of a block: ``base + i * phi * 2**32`` (mod 2**32),
-    whose top bits are used.
-
-    A Weyl sequence shifted by the block's random ``base`` (a fresh :func:`hash32` per block,
-    state tensor and step): for every element the bits are uniform and independent from one
-    step to the next (``base`` is), which is all that unbiased stochastic rounding needs;
-    within a block they are equidistributed, so the block's rounding errors also cancel
-    better than independent draws would. One add per element, where a hash per element costs
-    about as much as the rest of the encoding.
-    """
-    return _U32(base + _U32(_U32(i) * _GOLDEN))
-
-
 def seed_of(salt: int, step: int, stream: int) -> int:
     """The 32-bit seed of one state tensor (``stream``) of one parameter at one step
     (splitmix64 of the three numbers)."""
@@ -161,7 +146,12 @@ def _encode(values, n, codes, base, stochastic, signed, top, smallest_normal,
     """Quantize one block, ``values[:n]`` into ``codes[:n]``; returns the scale (absmax).
 
     ``base`` (uint32) is the block's random number: element i's random bits are the top bits
-    of ``base + i * 0x9E3779B9`` (see :func:`weyl`).
+    of ``base + i * 0x9E3779B9`` (mod 2**32), a Weyl sequence shifted by the block's ``base``
+    (a fresh :func:`hash32` per block, state tensor and step). For every element the bits are
+    uniform and independent from one step to the next (``base`` is), which is all that
+    unbiased stochastic rounding needs; within a block they are equidistributed, so the
+    block's rounding errors also cancel better than independent draws would. One add per
+    element, where a hash per element costs about as much as the rest of the encoding.
 
     The block is scaled so that its absmax lands on the format's top raw value; the code of a
     raw value ``y`` is its float32 bit pattern cut to the format's mantissa,
@@ -186,13 +176,15 @@ def _encode(values, n, codes, base, stochastic, signed, top, smallest_normal,
     subnormal_offset = _U32(1 << mantissa_bits)
     # Branch-free (selects), every integer kept at 32 bits (numba widens uint32 arithmetic to
     # 64 bits, which halves the vector width): so that the loop vectorises fully.
+    random = base  # base + i * golden, as a 32-bit induction: 64-bit products halve the width
     for i in range(n):
         x = values[i]
         y = abs(x * inv)
         below = y < smallest_normal
         raw = _bits(y + smallest_normal if below else y)
         if stochastic:
-            add = _U32(weyl(base, i) >> random_shift)
+            add = _U32(random >> random_shift)
+            random = _U32(random + _GOLDEN)
         else:
             add = nearest
         code = _U32(_U32(_U32(raw + add) >> shift)
@@ -264,10 +256,12 @@ def encode_signed(values, n, codes, base, stochastic):
 def encode_bf16(values, n, out, base, stochastic):
     """float32 -> bfloat16 bits, rounded stochastically (add 16 random bits, keep the upper
     half) or to nearest even; NaN stays NaN."""
+    random = base  # the Weyl sequence of _encode
     for i in range(n):
         raw = _bits(values[i])
         if stochastic:
-            rounded = _U32(_U32(raw + _U32(weyl(base, i) >> _S16)) >> _S16)
+            rounded = _U32(_U32(raw + _U32(random >> _S16)) >> _S16)
+            random = _U32(random + _GOLDEN)
         else:
             rounded = (raw + _U32(0x7FFF) + ((raw >> _S16) & _U32(1))) >> _S16
         out[i] = _BF16_NAN if (raw & _ABS_MASK) > _INF_BITS else rounded
