@@ -1,16 +1,15 @@
 """``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass.
 
 For every block of :data:`~rmsprop.torch.quantized.BLOCK` (256) elements the kernel reads the
-parameter, the gradient and the stored state once, and in three short loops over local
-buffers of 256 (in L1), each of which vectorises:
+parameter, the gradient and the stored state once, in two kinds of vectorised loop:
 
-1. decodes the state (``codebook[code] * scale[block]``, computed rather than looked up; or
-   widens bfloat16);
-2. runs :func:`rmsprop.torch.kernels.fused_cpu.rmsprop_element` (the function
-   ``impl="fused"`` runs on float32 state: the math exists once), writing the new parameter
-   and keeping the new state values in the buffers;
-3. takes each buffer's absmax (the new scale) and encodes it, rounding stochastically by
-   default (see :mod:`rmsprop.torch.quantized` for the formats and why).
+1. one loop decodes the state (``codebook[code] * scale[block]``, computed rather than looked
+   up; or widens bfloat16), runs :func:`rmsprop.torch.kernels.fused_cpu.rmsprop_element` (the
+   function ``impl="fused"`` runs on float32 state: the math exists once), writes the new
+   parameter, and keeps the new state values in local buffers of 256 (in L1) with each
+   buffer's absmax (the new scale);
+2. one loop per state tensor encodes its buffer, rounding stochastically by default (see
+   :mod:`rmsprop.torch.quantized` for the formats and why).
 
 The step uses the new state at full float32 precision; only what is stored for the next step
 is rounded. Memory traffic per element: parameter and gradient, plus one byte per state tensor
@@ -141,9 +140,29 @@ def _umax32(typingctx, a, b):
 
 
 @njit(inline="always")
-def _encode(values, n, codes, base, stochastic, signed, top, smallest_normal,
+def abs_bits(x):
+    """The bit pattern of ``|x|`` (float32): these order as the magnitudes do, inf above every
+    finite value and NaN above inf, so a block's absmax is an integer max, which vectorises
+    (a float max, without fastmath, does not)."""
+    return _U32(_bits(x) & _ABS_MASK)
+
+
+@njit(inline="always")
+def block_top_bits(values, n):
+    """The largest :func:`abs_bits` of ``values[:n]``."""
+    top_bits = _U32(0)
+    for i in range(n):
+        top_bits = _umax32(top_bits, abs_bits(values[i]))
+    return top_bits
+
+
+@njit(inline="always")
+def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_normal,
             offset, mantissa_bits, max_code):
     """Quantize one block, ``values[:n]`` into ``codes[:n]``; returns the scale (absmax).
+
+    ``top_bits`` is :func:`block_top_bits` of the values, taken by the caller (the kernel
+    takes it in its update loop, where it costs nothing).
 
     ``base`` (uint32) is the block's random number: element i's random bits are the top bits
     of ``base + i * 0x9E3779B9`` (mod 2**32), a Weyl sequence shifted by the block's ``base``
@@ -163,11 +182,6 @@ def _encode(values, n, codes, base, stochastic, signed, top, smallest_normal,
     non-finite value is never hidden. The format's numbers are arguments so that one function
     serves every format (callers pass module constants, which numba folds after inlining).
     """
-    # absmax from the bit patterns: for |x| they order as the values do, inf above every finite
-    # value and NaN above inf; an integer max vectorises, a float one (without fastmath) not.
-    top_bits = _U32(0)
-    for i in range(n):
-        top_bits = _umax32(top_bits, _U32(_bits(values[i]) & _ABS_MASK))
     absmax = _float(top_bits) if top_bits < _INF_BITS else np.float32(np.nan)
     inv = top / absmax if absmax > np.float32(0.0) else np.float32(0.0)
     shift = _U32(23 - mantissa_bits)
@@ -239,16 +253,16 @@ _FORMATS = (UNSIGNED.exponent_bits, UNSIGNED.mantissa_bits, SIGNED.exponent_bits
 
 
 @njit(inline="always")
-def encode_unsigned(values, n, codes, base, stochastic):
+def encode_unsigned(values, n, codes, base, stochastic, top_bits):
     """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.quantized.UNSIGNED`)."""
-    return _encode(values, n, codes, base, stochastic, _U_SIGNED, _U_TOP,
+    return _encode(values, n, codes, base, stochastic, top_bits, _U_SIGNED, _U_TOP,
                    _U_SMALLEST, _U_OFFSET, _U_M, _U_MAX)
 
 
 @njit(inline="always")
-def encode_signed(values, n, codes, base, stochastic):
+def encode_signed(values, n, codes, base, stochastic, top_bits):
     """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.quantized.SIGNED`)."""
-    return _encode(values, n, codes, base, stochastic, _S_SIGNED, _S_TOP,
+    return _encode(values, n, codes, base, stochastic, top_bits, _S_SIGNED, _S_TOP,
                    _S_SMALLEST, _S_OFFSET, _S_M, _S_MAX)
 
 
@@ -277,10 +291,13 @@ def _quantizer(formats: tuple):
             n = min(BLOCK, flat.size - lo)
             base = hash32(seed, blk)
             values = flat[lo : lo + n].copy()
+            top_bits = block_top_bits(values, n)
             if signed:
-                scale[blk] = encode_signed(values, n, codes[lo : lo + n], base, stochastic)
+                scale[blk] = encode_signed(values, n, codes[lo : lo + n], base, stochastic,
+                                           top_bits)
             else:
-                scale[blk] = encode_unsigned(values, n, codes[lo : lo + n], base, stochastic)
+                scale[blk] = encode_unsigned(values, n, codes[lo : lo + n], base, stochastic,
+                                             top_bits)
 
     return quantize
 
@@ -362,39 +379,26 @@ def kernel_for(variant: LowbitVariant):
                 block_param, block_grad = param[lo : lo + n], grad[lo : lo + n]
                 v_block, vmax_block = v_codes[lo : lo + n], vmax_codes[lo : lo + n]
                 gbar_block, b_block = gbar_codes[lo : lo + n], b_codes[lo : lo + n]
-                # three simple loops rather than one: each touches few arrays, so that LLVM
-                # vectorises it (decode with gathers, the update, the encoding below)
+                # One loop decodes, updates and keeps the new state in the buffers and its
+                # block max: the decoding's integer work overlaps the update's divide and root.
                 # centered: v and vmax are stored as v - gbar^2 and vmax - gbar^2 (see
                 # rmsprop.torch.quantized.VARIANCE_OF): decoded back with the decoded gbar
-                if q8:
-                    for i in range(n):
+                v_top, vmax_top = _U32(0), _U32(0)
+                gbar_top, b_top = _U32(0), _U32(0)
+                for i in range(n):
+                    if q8:
                         v = decode_unsigned(v_block[i]) * sv
                         vmax = decode_unsigned(vmax_block[i]) * svmax if amsgrad else zero
-                        if centered:
-                            gbar = decode_signed(gbar_block[i]) * sgbar
-                            gbar_new[i] = gbar
-                            v = v + gbar * gbar
-                            vmax = vmax + gbar * gbar
-                        v_new[i] = v
-                        if amsgrad:
-                            vmax_new[i] = vmax
-                        if momentum:
-                            b_new[i] = decode_signed(b_block[i]) * sb
-                else:
-                    for i in range(n):
+                        gbar = decode_signed(gbar_block[i]) * sgbar if centered else zero
+                        b = decode_signed(b_block[i]) * sb if momentum else zero
+                    else:
                         v = _bf16_to_f32(v_block[i])
                         vmax = _bf16_to_f32(vmax_block[i]) if amsgrad else zero
-                        if centered:
-                            gbar = _bf16_to_f32(gbar_block[i])
-                            gbar_new[i] = gbar
-                            v = v + gbar * gbar
-                            vmax = vmax + gbar * gbar
-                        v_new[i] = v
-                        if amsgrad:
-                            vmax_new[i] = vmax
-                        if momentum:
-                            b_new[i] = _bf16_to_f32(b_block[i])
-                for i in range(n):
+                        gbar = _bf16_to_f32(gbar_block[i]) if centered else zero
+                        b = _bf16_to_f32(b_block[i]) if momentum else zero
+                    if centered:
+                        v = v + gbar * gbar
+                        vmax = vmax + gbar * gbar
                     if p_bf16:
                         theta, g = _bf16_to_f32(block_param[i]), _bf16_to_f32(block_grad[i])
                     elif p_f16:
@@ -402,10 +406,7 @@ def kernel_for(variant: LowbitVariant):
                     else:
                         theta, g = block_param[i], block_grad[i]
                     theta, v, vmax, gbar, b = rmsprop_element(
-                        theta, g, v_new[i],
-                        vmax_new[i] if amsgrad else zero,
-                        gbar_new[i] if centered else zero,
-                        b_new[i] if momentum else zero,
+                        theta, g, v, vmax, gbar, b,
                         lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero,
                         maximize, l2, decoupled, amsgrad, centered, bias_correction,
                         eps_in_sqrt, momentum, lr_in_momentum, nesterov,
@@ -416,33 +417,37 @@ def kernel_for(variant: LowbitVariant):
                         block_param[i] = _f32_to_f16(theta)
                     else:
                         block_param[i] = theta
+                    if centered:
+                        gbar_squared = gbar * gbar
+                        w = v - gbar_squared
+                        v = zero if w < zero else w  # NaN stays NaN
+                        if amsgrad:
+                            w = vmax - gbar_squared
+                            vmax = zero if w < zero else w
+                        gbar_new[i] = gbar
+                        gbar_top = _umax32(gbar_top, abs_bits(gbar))
                     v_new[i] = v
+                    v_top = _umax32(v_top, abs_bits(v))
                     if amsgrad:
                         vmax_new[i] = vmax
-                    if centered:
-                        gbar_new[i] = gbar
+                        vmax_top = _umax32(vmax_top, abs_bits(vmax))
                     if momentum:
                         b_new[i] = b
-                if centered:
-                    for i in range(n):
-                        gbar_squared = gbar_new[i] * gbar_new[i]
-                        w = v_new[i] - gbar_squared
-                        v_new[i] = zero if w < zero else w  # NaN stays NaN
-                        if amsgrad:
-                            w = vmax_new[i] - gbar_squared
-                            vmax_new[i] = zero if w < zero else w
+                        b_top = _umax32(b_top, abs_bits(b))
                 if q8:
                     v_scale[blk] = encode_unsigned(
-                        v_new, n, v_block, hash32(seeds[0, t], blk), stochastic)
+                        v_new, n, v_block, hash32(seeds[0, t], blk), stochastic, v_top)
                     if amsgrad:
                         vmax_scale[blk] = encode_unsigned(
-                            vmax_new, n, vmax_block, hash32(seeds[1, t], blk), stochastic)
+                            vmax_new, n, vmax_block, hash32(seeds[1, t], blk), stochastic,
+                            vmax_top)
                     if centered:
                         gbar_scale[blk] = encode_signed(
-                            gbar_new, n, gbar_block, hash32(seeds[2, t], blk), stochastic)
+                            gbar_new, n, gbar_block, hash32(seeds[2, t], blk), stochastic,
+                            gbar_top)
                     if momentum:
                         b_scale[blk] = encode_signed(
-                            b_new, n, b_block, hash32(seeds[3, t], blk), stochastic)
+                            b_new, n, b_block, hash32(seeds[3, t], blk), stochastic, b_top)
                 else:
                     encode_bf16(v_new, n, v_block, hash32(seeds[0, t], blk), stochastic)
                     if amsgrad:
