@@ -382,3 +382,89 @@ def test_warm_start_writes_through_to_8bit_state():
     # without warm_start v stays far from the re-estimated one
     assert np.linalg.norm(v["8bit", False] - v["fp32", True]) > 0.5 * np.linalg.norm(
         v["fp32", True])
+
+
+def snapshot(opt, params):
+    return ([p.detach().clone() for p in params],
+            [{k: v.clone() for k, v in opt.state[p].items()} for p in params])
+
+
+def assert_same(before, after):
+    for a, b in zip(before[0], after[0]):
+        assert torch.equal(a, b)
+    for a, b in zip(before[1], after[1]):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("precision", ["8bit", "bf16"])
+@pytest.mark.parametrize("saved_size, size", [(5000, 6000), (5000, 5100), (6000, 5000)])
+def test_state_of_another_size_is_refused_before_loading(precision, saved_size, size):
+    """The lean kernel addresses state by the parameter's size: state saved for another size
+    must be refused with a clear error, never stepped (that wrote past the buffers)."""
+    source = torch.nn.Parameter(torch.randn(saved_size))
+    source.grad = torch.randn(saved_size)
+    saved = RMSprop([source], momentum=0.9, state_precision=precision)
+    saved.step()
+    p = torch.nn.Parameter(torch.randn(size))
+    p.grad = torch.randn(size)
+    opt = RMSprop([p], momentum=0.9, state_precision=precision)
+    opt.step()
+    before = snapshot(opt, [p])
+    with pytest.raises(ValueError, match=rf"parameter 0 \(shape \({size},\)\).*{saved_size}"):
+        opt.load_state_dict(saved.state_dict())
+    assert_same(before, snapshot(opt, [p]))
+
+
+def test_a_step_refused_in_one_group_changes_no_group():
+    a = torch.nn.Parameter(torch.randn(5000))
+    b = torch.nn.Parameter(torch.randn(5000))
+    opt = RMSprop([{"params": [a]}, {"params": [b]}], momentum=0.9, state_precision="8bit")
+    for p in (a, b):
+        p.grad = torch.randn(5000)
+    opt.step()
+    b.data = b.data.double()  # a dtype the lean kernel does not take
+    b.grad = torch.randn(5000, dtype=torch.float64)
+    a.grad = torch.randn(5000)
+    before = snapshot(opt, [a])
+    with pytest.raises(ValueError, match="float64"):
+        opt.step()
+    assert_same(before, snapshot(opt, [a]))
+
+
+@pytest.mark.parametrize("precision", ["8bit", "bf16"])
+def test_switching_centered_on_keeps_v(precision):
+    """Turning ``centered`` on mid-run starts gbar at 0 (as torch): the variance is v itself,
+    not a fresh v0, so the next step is the float32 step to quantization error."""
+    steps = {}
+    for storage in ("fp32", precision):
+        g = torch.Generator().manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(8192, generator=g))
+        opt = RMSprop([p], lr=1e-2, state_precision=storage)
+        for t in range(21):
+            if t == 20:
+                opt.param_groups[0]["centered"] = True
+            before = p.detach().clone()
+            p.grad = torch.randn(8192, generator=g) * 0.1
+            opt.step()
+        steps[storage] = (p.detach() - before).abs().mean().item()
+        assert "grad_avg" in opt.state[p] or "grad_avg.codes" in opt.state[p]
+    assert abs(steps[precision] / steps["fp32"] - 1) < 0.03, steps
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_torch_state_dicts_load_into_a_lean_optimizer(foreach):
+    """A state dict of torch.optim.RMSprop(foreach=...) loads: the lean group keeps its own
+    impl (lean state needs the fused kernel) and the state is quantized."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(5000))
+    q = torch.nn.Parameter(p.detach().clone())
+    torch_opt = torch.optim.RMSprop([p], lr=1e-2, momentum=0.9, foreach=foreach)
+    p.grad = torch.randn(5000)
+    torch_opt.step()
+    opt = RMSprop([q], lr=1e-2, momentum=0.9, state_precision="8bit")
+    opt.load_state_dict(torch_opt.state_dict())
+    assert opt.param_groups[0]["foreach"] is None and opt.param_groups[0]["impl"] == "auto"
+    assert "square_avg.codes" in opt.state[q]
+    decoded = stored64(opt.state[q], "square_avg")
+    exact = torch_opt.state[p]["square_avg"].double().numpy()
+    assert np.abs(decoded - exact).max() <= 0.07 * np.abs(exact).max()

@@ -133,11 +133,41 @@ def test_round_trip_is_bit_identical_to_never_stopping(tmp_path, impl, options) 
     _round_trip(tmp_path, _options(options) if "flavor" not in options else options, impl)
 
 
+LEAN = {"momentum": 0.9, "centered": True, "amsgrad": True, "min_8bit_size": 0}
+"""Lean state for every parameter of the small model (the default min_8bit_size would keep
+its tensors, all under 4096 elements, in float32)."""
+
+
+@pytest.mark.parametrize("precision", ["8bit", "bf16"])
 @pytest.mark.parametrize("impl", ["auto", "fused"])
-def test_round_trip_with_8bit_state(tmp_path, impl) -> None:
-    # 8-bit state is decoded and encoded inside the fused CPU kernel, which "auto" picks for
+def test_round_trip_with_lean_state(tmp_path, impl, precision) -> None:
+    # Lean state is decoded and encoded inside the fused CPU kernel, which "auto" picks for
     # it; loop, foreach and triton refuse it.
-    _round_trip(tmp_path, {"momentum": 0.9, "centered": True, "state_precision": "8bit"}, impl)
+    options = {**LEAN, "state_precision": precision}
+    _round_trip(tmp_path, options, impl)
+    _, optimizer = trained(options, impl, steps=1)
+    stored = {name for state in optimizer.state.values() for name in state}
+    assert ("variance.codes" if precision == "8bit" else "variance") in stored
+
+
+def test_a_checkpoint_of_8bit_state_resumes_with_float32_state(tmp_path) -> None:
+    """state_precision is how a run stores its state: a loading optimizer keeps its own and
+    converts (the float32 state is the 8-bit state decoded)."""
+    from rmsprop.torch.quantized import full_value
+
+    model, lean = trained({**LEAN, "state_precision": "8bit"}, "auto", steps=3)
+    ckpt.save(tmp_path / "run.ckpt", lean, model)
+    optimizer = RMSprop(model.parameters(), **{**LEAN, "min_8bit_size": 4096})
+    ckpt.load(tmp_path / "run.ckpt", optimizer, model)
+    assert optimizer.param_groups[0]["state_precision"] == "fp32"
+    for p in model.parameters():
+        state = optimizer.state[p]
+        assert sorted(k for k in state if k != "step") == sorted(
+            ["square_avg", "max_square_avg", "grad_avg", "momentum_buffer"])
+        for key in ("square_avg", "grad_avg", "momentum_buffer"):
+            assert torch.equal(state[key], full_value(lean.state[p], key, p)), key
+    train(model, optimizer, 3, 2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_round_trip_keeps_skipped_steps_tensor_lr_and_several_groups(tmp_path) -> None:

@@ -28,8 +28,10 @@ from .errors import (
 
 __all__ = ["collect", "plan", "apply", "Plan", "EXECUTION_KEYS", "UNCHECKED_KEYS"]
 
-# How this process runs the step, not what the step computes: the loading optimizer keeps its own.
-EXECUTION_KEYS = ("impl", "foreach", "fused", "capturable", "differentiable")
+# How this process runs the step and stores its state, not the update the step computes: the
+# loading optimizer keeps its own (lean state is converted on load: rmsprop.torch.lean_state).
+EXECUTION_KEYS = ("impl", "foreach", "fused", "capturable", "differentiable",
+                  "state_precision", "min_8bit_size")
 # Group entries that legitimately change during training; restored from the checkpoint unchecked.
 UNCHECKED_KEYS = ("params", "param_names", "lr", "initial_lr", "skipped_steps")
 
@@ -354,15 +356,21 @@ def _check_state(
         return
     from ..update import state_keys
 
+    from ..torch.quantized import logical_keys, storage_problem
+
     spec = spec_of({**optimizer.defaults, **group})
+    held = {"step", *logical_keys(state)}  # torch's names, whatever the storage (8-bit too)
     for key in ("step", *state_keys(spec)):
-        if key not in state and not any(name.startswith(key + "_") for name in state):
+        if key not in held and not any(name.startswith(key + "_") for name in state):
             raise MissingTensorError(
                 f"state {key!r} of {what} is not in the checkpoint (the group's options need it)"
             )
         value = state.get(key)
         if key != "step" and isinstance(value, Tensor) and value.dtype == p.dtype:
             _check_tensor(value, tuple(p.shape), p.dtype, f"state {key!r} of {what}")
+    problem = storage_problem(state, p)
+    if problem:
+        raise ShapeMismatchError(f"{what}: {problem}")
 
 
 def _plan_model(

@@ -37,9 +37,11 @@ from .quantized import (
     lean_keys,
     real_view,
     storage_of,
+    storage_problem,
 )
 
-__all__ = ["check_storage", "check_params", "step", "loading", "LEAN_DTYPES"]
+__all__ = ["check_storage", "check_params", "check_state", "own_storage", "step", "loading",
+           "LEAN_DTYPES"]
 
 LEAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.complex64)
 """Parameter dtypes the lean-state kernel updates (the update is computed in float32)."""
@@ -80,6 +82,30 @@ def check_params(group: dict[str, Any], precision: str) -> None:
             )
 
 
+def check_state(optimizer: Any, group: dict[str, Any], params: list[Tensor]) -> None:
+    """Before a step changes anything: ``params`` (those of ``group`` with a gradient) are
+    ones the lean kernel can update and their state has the storage's shapes (a state dict
+    loaded for other parameters, say), so that a refused step leaves every group as it was."""
+    check_params({"params": params}, group["state_precision"])
+    index_of = {id(p): i for i, p in enumerate(
+        itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups))}
+    for p in params:
+        problem = storage_problem(optimizer.state.get(p, {}), p)
+        if problem:
+            raise ValueError(f"parameter {index_of[id(p)]} (shape {tuple(p.shape)}): {problem}")
+
+
+def own_storage(group: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``group`` that a loaded state dict does not replace: how its state is
+    stored, and for lean state also how the step runs (lean state needs the fused kernel,
+    whatever ``impl``/``foreach`` the state dict was saved with, torch's ``foreach=True``
+    say)."""
+    own = {"state_precision": group["state_precision"], "min_8bit_size": group["min_8bit_size"]}
+    if group["state_precision"] != "fp32":
+        own.update(impl=group["impl"], foreach=group["foreach"])
+    return own
+
+
 def _step_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
@@ -89,12 +115,12 @@ def step(
 ) -> list[Tensor]:
     """One step of the parameters of ``params`` whose state is stored lean.
 
-    Returns the parameters that keep full-precision state, for the ordinary path.
+    Returns the parameters that keep full-precision state, for the ordinary path. The caller
+    has run :func:`check_state` on ``params`` before any group was stepped.
     """
     from .kernels.fused_lowbit import step_lowbit
 
     precision = group["state_precision"]
-    check_params({"params": params}, precision)
     salt_of = {id(p): i for i, p in enumerate(
         itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups))}
     keys = state_keys(spec)
@@ -151,24 +177,29 @@ def _is_centered(group: dict[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def loading(optimizer: Any, state_dict: dict[str, Any]) -> Iterator[None]:
-    """Around ``Optimizer.load_state_dict``: keep the optimizer's own storage settings and
+    """Around ``Optimizer.load_state_dict``: check the saved state's storage against our
+    parameters first, keep the optimizer's own storage settings (:func:`own_storage`) and
     store the loaded state in them.
 
     torch casts every state tensor but ``step`` to a floating-point parameter's dtype; the
     8-bit codes and scales are put back as they were saved (uint8 and float32), so they load
     bit for bit.
     """
-    own = [(g["state_precision"], g["min_8bit_size"]) for g in optimizer.param_groups]
+    own = [own_storage(g) for g in optimizer.param_groups]
     saved_ids = itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"])
     params = itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups)
     quantized: dict[int, dict[str, Tensor]] = {}
-    for saved_id, p in zip(saved_ids, params):
+    for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
         saved = state_dict["state"].get(saved_id, {})
+        problem = storage_problem(saved, p)
+        if problem:  # before anything is loaded
+            raise ValueError(f"state_dict: parameter {index} (shape {tuple(p.shape)}): {problem}")
         quantized[id(p)] = {k: v for k, v in saved.items()
                             if k.endswith((CODES_SUFFIX, SCALE_SUFFIX))}
     yield
-    for group, (precision, min_8bit_size) in zip(optimizer.param_groups, own):
-        group["state_precision"], group["min_8bit_size"] = precision, min_8bit_size
+    for group, settings in zip(optimizer.param_groups, own):
+        group.update(settings)
+        precision, min_8bit_size = group["state_precision"], group["min_8bit_size"]
         for p in group["params"]:
             state = optimizer.state.get(p)
             if not state:

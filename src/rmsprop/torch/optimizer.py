@@ -86,6 +86,9 @@ class RMSprop(Optimizer):
             as torch), ``"bf16"`` or ``"8bit"`` (block-wise quantized, about 1 byte per
             element per state tensor; see :mod:`rmsprop.torch.quantized`). Lean precisions
             run on CPU with ``impl="fused"`` or ``"auto"``; every option works with them.
+            A state dict loads with any precision and is converted to this optimizer's;
+            ``torch.optim.RMSprop`` reads only ``"fp32"`` state dicts (load a lean one into
+            this class with ``"fp32"`` and save that to hand a run over).
         min_8bit_size: under ``"8bit"``, parameters with fewer elements keep full-precision
             state (default 4096).
 
@@ -229,10 +232,12 @@ class RMSprop(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first."""
-        for group in state_dict["param_groups"]:
+        for index, group in enumerate(state_dict["param_groups"]):
             merged = {**self.defaults, **group}
+            if index < len(self.param_groups):  # how our groups store state stays ours
+                merged.update(lean_state.own_storage(self.param_groups[index]))
             self._check_group(merged)
-        with lean_state.loading(self, state_dict):  # keeps our state_precision, converts
+        with lean_state.loading(self, state_dict):  # keeps our storage settings, converts
             super().load_state_dict(state_dict)
 
     # -- the step -------------------------------------------------------------------------
@@ -291,6 +296,8 @@ class RMSprop(Optimizer):
                 if p.grad.is_sparse:
                     raise RuntimeError("RMSprop does not support sparse gradients")
             impl = choose_impl(group["impl"], group["foreach"], params) if params else None
+            if params and group["state_precision"] != "fp32":
+                lean_state.check_state(self, group, params)
             work.append((group, params, self.spec_of(group), impl))
 
         checked = [p.grad for _, params, spec, _ in work if spec.nonfinite != "propagate"

@@ -75,6 +75,7 @@ __all__ = [
     "is_quantized",
     "stored_keys",
     "state_nbytes",
+    "storage_problem",
 ]
 
 BLOCK = 256
@@ -300,6 +301,36 @@ def real_view(t: Tensor) -> Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
+def storage_problem(state: Mapping[str, Any], p: Tensor) -> str | None:
+    """What is wrong with the storage of ``p``'s state tensors in ``state``, or None.
+
+    8-bit codes must be uint8 in the parameter's real shape with one float32 scale per block;
+    every other state tensor (bfloat16 or full precision) must have the parameter's shape or
+    its real shape. The lean kernel addresses state by the parameter's size, so this is checked
+    before state is loaded or stepped, never left to the kernel.
+    """
+    real = real_view(p)
+    for name in stored_keys(state):
+        if is_quantized(state, name):
+            codes, scale = state[name + CODES_SUFFIX], state.get(name + SCALE_SUFFIX)
+            if not isinstance(codes, Tensor) or not isinstance(scale, Tensor):
+                return f"state {name!r} needs both {name + CODES_SUFFIX!r} and " \
+                       f"{name + SCALE_SUFFIX!r} tensors"
+            if codes.dtype != torch.uint8 or codes.shape != real.shape:
+                return (f"state {name + CODES_SUFFIX!r} is {codes.dtype} of shape "
+                        f"{tuple(codes.shape)}, the parameter needs uint8 of shape "
+                        f"{tuple(real.shape)}")
+            if scale.dtype != torch.float32 or scale.numel() != blocks_of(real.numel()):
+                return (f"state {name + SCALE_SUFFIX!r} is {scale.dtype} with {scale.numel()} "
+                        f"elements, the parameter needs float32 with {blocks_of(real.numel())}")
+        else:
+            value = state[name]
+            if isinstance(value, Tensor) and value.shape not in (p.shape, real.shape):
+                return (f"state {name!r} has shape {tuple(value.shape)}, the parameter "
+                        f"{tuple(p.shape)}")
+    return None
+
+
 def storage_of(p: Tensor, precision: str, min_8bit_size: int) -> str:
     """How ``p``'s state is stored: ``"8bit"``, ``"bf16"`` or ``"full"`` (the param's dtype)."""
     if precision == "8bit" and real_view(p).numel() >= min_8bit_size:
@@ -402,6 +433,10 @@ def convert(state: dict[str, Any], p: Tensor, storage: str, centered: bool,
     """
     keys = logical_keys(state)
     lean = storage != "full"
+    if centered and lean and "square_avg" in keys and "grad_avg" not in keys:
+        # centered switched on: gbar starts at 0 (as torch's), so the variance is v itself
+        state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        keys = logical_keys(state)
     centered = centered and lean and "grad_avg" in keys
     if not keys or _stored_as(state, p, storage, lean_keys(keys, centered)):
         return
