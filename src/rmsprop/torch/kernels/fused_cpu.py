@@ -6,9 +6,9 @@ back: 20 bytes per float32 parameter without momentum, 28 with it, and no tempor
 tensors of one call are cut into chunks of at most :data:`CHUNK` elements; the chunk list is
 split into a few runs of equal work per thread torch uses, each run a call of the kernel
 (which releases the GIL), taken in turn by this thread and those of a small pool. So one large
-tensor and two thousand small ones are both a few calls per thread. (Threads of our own rather than numba's ``prange``:
-a ``parallel=True`` kernel takes a second longer to compile, and its OpenMP pool would
-compete with torch's.)
+tensor and two thousand small ones are both a few calls per thread. (Threads of our own
+rather than numba's ``prange``: a ``parallel=True`` kernel takes a second longer to compile,
+and its OpenMP pool would compete with torch's.)
 
 Specialisation: the options that decide which arrays are read and written (amsgrad,
 centered, momentum) and the storage formats are compile-time constants of a closure
