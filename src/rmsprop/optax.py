@@ -2,7 +2,7 @@
 
 A drop-in for :func:`optax.rmsprop` (same positional arguments, defaults and sign: the updates
 are the changes to *add* to the parameters), with every other option of :mod:`rmsprop.spec` as
-a keyword. The math is :func:`rmsprop.update.rmsprop_update` over ``jax.numpy``: the same
+a keyword. The math is :func:`rmsprop.update.rmsprop_terms` over ``jax.numpy``: the same
 function as the float64 reference and the NumPy optimizer, not a copy of it.
 """
 
@@ -19,7 +19,7 @@ import optax
 
 from ._defaults import FlavorDefault, explicit
 from .spec import RMSpropSpec, check_lr, resolve
-from .update import init_state, rmsprop_update, state_keys
+from .update import init_state, rmsprop_terms, state_keys
 
 __all__ = ["rmsprop", "RMSpropState"]
 
@@ -191,14 +191,13 @@ def rmsprop(
                     f"updates leaf {i} has shape {jnp.shape(grad)}, its state has shape "
                     f"{jnp.shape(leaf_state['square_avg'])}: updates must match params"
                 )
-            # With no weight decay the parameter enters only as `param - delta`: anchoring at
-            # 0 makes the update exactly -delta and lets update() run without params.
-            anchor = anchors[i]
-            new_param, new_state = rmsprop_update(
-                jnp, anchor, grad, leaf_state, math_spec, lr, step
+            # The update is the change itself, -decay - delta, not (new param) - param, which
+            # would round it to the spacing of the parameter's floats.
+            decay, delta, new_state = rmsprop_terms(
+                jnp, anchors[i], grad, leaf_state, math_spec, lr, step
             )
-            delta = new_param - anchor if uses_params else new_param
-            new_updates.append(jnp.asarray(delta).astype(jnp.result_type(grad)))
+            update = -delta if decay is None else -decay - delta
+            new_updates.append(jnp.asarray(update).astype(jnp.result_type(grad)))
             for key in keys:
                 new_moments[key].append(new_state[key].astype(leaf_state[key].dtype))
         new_state_tree = RMSpropState(

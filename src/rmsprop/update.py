@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from .spec import RMSpropSpec
 
-__all__ = ["state_keys", "init_state", "rmsprop_update"]
+__all__ = ["state_keys", "init_state", "rmsprop_update", "rmsprop_terms"]
 
 
 def state_keys(spec: RMSpropSpec) -> tuple[str, ...]:
@@ -71,18 +71,40 @@ def rmsprop_update(
         step: t, the number of this step (1 for the first); used by bias correction only.
 
     Returns:
-        ``(new_param, new_state)``.
+        ``(new_param, new_state)``: ``(param - decay) - delta`` of :func:`rmsprop_terms`.
+    """
+    decay, delta, new_state = rmsprop_terms(xp, param, grad, state, spec, lr, step)
+    if decay is not None:
+        param = param - decay
+    return param - delta, new_state
+
+
+def rmsprop_terms(
+    xp: Any,
+    param: Any,
+    grad: Any,
+    state: Mapping[str, Any],
+    spec: RMSpropSpec,
+    lr: Any,
+    step: Any,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The two terms of one RMSProp step, for code that returns the change rather than the
+    new parameter (optax's updates): ``decay = lr*wd*theta`` (decoupled weight decay; None
+    when off) and ``delta``, the RMSProp step, with ``theta_t = (theta - decay) - delta``.
+
+    Arguments as :func:`rmsprop_update`. Returns ``(decay, delta, new_state)``.
     """
     rho = spec.alpha
     wd = spec.weight_decay
     new_state: dict[str, Any] = {}
+    decay = None
 
     if spec.maximize:
         grad = -grad
     if not _is_off(wd) and not spec.decoupled_weight_decay:
         grad = grad + wd * param
     if not _is_off(wd) and spec.decoupled_weight_decay:
-        param = param - lr * wd * param
+        decay = lr * wd * param
 
     v = rho * state["square_avg"] + (1 - rho) * grad * grad
     new_state["square_avg"] = v
@@ -112,4 +134,4 @@ def rmsprop_update(
         new_state["momentum_buffer"] = buf
     else:
         delta = lr * normalized
-    return param - delta, new_state
+    return decay, delta, new_state
