@@ -204,20 +204,23 @@ def _worker(out_dir: str, one_rank_dir: str) -> None:
         train_rank(model, optimizer, rank, STEPS, STEPS)
         results["one_to_two", impl] = [_full(p) for p in model.parameters()]
 
-        # A NaN in one rank's shard only: both ranks must skip the step together.
-        model = _sharded_model()
-        optimizer = RMSprop(model.parameters(), impl=impl, nonfinite="skip")
-        train_rank(model, optimizer, rank, 0, 1)
-        before = [_full(p) for p in model.parameters()]
-        optimizer.zero_grad()
-        F.mse_loss(model(local_half(1, rank)[0]), local_half(1, rank)[1]).backward()
-        if rank == 0:
-            model[0].weight.grad.to_local().view(-1)[0] = float("nan")
-        optimizer.step()
-        results["nan_skip", impl] = {
-            "skipped": optimizer.skipped_steps,
-            "unchanged": all(torch.equal(a, _full(p)) for a, p in zip(before, model.parameters())),
-        }
+        # A NaN (or inf) in one rank's shard only, on either rank: both ranks must skip the
+        # step together (gloo's MAX all-reduce drops a NaN held by rank 1).
+        for bad_rank, value in ((0, "nan"), (1, "nan"), (1, "inf")):
+            model = _sharded_model()
+            optimizer = RMSprop(model.parameters(), impl=impl, nonfinite="skip")
+            train_rank(model, optimizer, rank, 0, 1)
+            before = [_full(p) for p in model.parameters()]
+            optimizer.zero_grad()
+            F.mse_loss(model(local_half(1, rank)[0]), local_half(1, rank)[1]).backward()
+            if rank == bad_rank:
+                model[0].weight.grad.to_local().view(-1)[0] = float(value)
+            optimizer.step()
+            results["nan_skip", impl, bad_rank, value] = {
+                "skipped": optimizer.skipped_steps,
+                "unchanged": all(torch.equal(a, _full(p))
+                                 for a, p in zip(before, model.parameters())),
+            }
 
         # warm_start re-estimates v from the averaged gradients, as in one process.
         model = _sharded_model()

@@ -152,7 +152,9 @@ def test_checkpoint_of_one_rank_loads_on_two(group, impl: str) -> None:
 @pytest.mark.parametrize("impl", impls())
 def test_nan_in_one_shard_skips_the_step_on_every_rank(group, impl: str) -> None:
     results, _ = group
-    assert results["nan_skip", impl] == {"skipped": 1, "unchanged": True}
+    for bad_rank, value in ((0, "nan"), (1, "nan"), (1, "inf")):
+        assert results["nan_skip", impl, bad_rank, value] == {"skipped": 1, "unchanged": True}, \
+            (bad_rank, value)
 
 
 @pytest.mark.parametrize("impl", impls())

@@ -19,6 +19,7 @@ from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop
 from . import lean_state
 from .kernels.capabilities import state_dtype
+from .kernels.local import dtensor_type
 from .quantized import DEFAULT_MIN_8BIT_SIZE
 from .warm_start import split_cold, warm_start
 
@@ -362,9 +363,30 @@ def _step_dtype() -> torch.dtype:
 
 
 def _all_finite(tensors: list[Tensor]) -> bool:
-    """Whether every element of every tensor is finite (one max-abs pass per tensor)."""
-    nonempty = [t for t in tensors if t.numel() > 0]
-    if not nonempty:
-        return True
-    norms = torch._foreach_norm(nonempty, float("inf"))
-    return bool(torch.stack([n.float().cpu() for n in norms]).isfinite().all())
+    """Whether every element of every tensor is finite (one max-abs pass per tensor).
+
+    DTensors (FSDP2) are checked shard by shard and the verdict summed over their meshes:
+    their own norm combines the ranks' norms with a MAX all-reduce, which drops a NaN (gloo
+    returns the other rank's value), so a NaN on one rank would go unseen.
+    """
+    dtensor = dtensor_type()
+    meshes = {}
+    local = []
+    for t in tensors:
+        if dtensor is not None and isinstance(t, dtensor):
+            meshes[id(t.device_mesh)] = t.device_mesh
+            t = t.to_local()
+        if t.numel() > 0:
+            local.append(t)
+    finite = True
+    if local:
+        norms = torch._foreach_norm(local, float("inf"))
+        finite = bool(torch.stack([n.float().cpu() for n in norms]).isfinite().all())
+    if not meshes:
+        return finite
+    bad = torch.tensor([0.0 if finite else 1.0])
+    for mesh in meshes.values():
+        bad = bad.to(mesh.device_type)
+        for dim in range(mesh.ndim):
+            torch.distributed.all_reduce(bad, group=mesh.get_group(dim))
+    return bool(bad.item() == 0)

@@ -19,10 +19,11 @@ from torch import Tensor
 
 from .inplace import TensorLists
 
-__all__ = ["local_shards"]
+__all__ = ["local_shards", "dtensor_type"]
 
 
-def _dtensor_type() -> type | None:
+def dtensor_type() -> type | None:
+    """torch.distributed.tensor.DTensor, or None where torch.distributed is not built in."""
     if not torch.distributed.is_available():
         return None
     from torch.distributed.tensor import DTensor
@@ -32,7 +33,7 @@ def _dtensor_type() -> type | None:
 
 def local_shards(t: TensorLists) -> TensorLists:
     """``t`` with every DTensor replaced by its local tensor (the same memory, not a copy)."""
-    dtensor = _dtensor_type()
+    dtensor = dtensor_type()
     if dtensor is None or not any(isinstance(p, dtensor) for p in t.params):
         return t
     for i, p in enumerate(t.params):
