@@ -84,6 +84,23 @@ def test_skip_changes_nothing_but_counts(impl, bad):
     assert opt.state[params[0]]["step"].item() == 4
 
 
+def test_each_policy_answers_for_its_own_groups():
+    """A NaN in a "skip" group skips the step even when another group says "raise"; a NaN
+    in the "raise" group raises and names it."""
+    a, b = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
+    opt = RMSprop([{"params": [a], "nonfinite": "skip"}, {"params": [b], "nonfinite": "raise"}])
+    a.grad = torch.tensor([1.0, float("nan"), 1.0, 1.0])
+    b.grad = torch.ones(4)
+    opt.step()
+    assert opt.skipped_steps == 1
+    assert torch.equal(a, torch.ones(4)) and torch.equal(b, torch.ones(4))
+    a.grad = torch.ones(4)
+    b.grad = torch.tensor([1.0, 1.0, float("inf"), 1.0])
+    with pytest.raises(NonFiniteGradientError, match="param group 1"):
+        opt.step()
+    assert torch.equal(a, torch.ones(4)) and not opt.state[a]
+
+
 def test_propagate_is_torch_behaviour():
     p = torch.nn.Parameter(torch.ones(3))
     q = p.detach().clone().requires_grad_()

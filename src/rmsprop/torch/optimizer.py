@@ -301,15 +301,19 @@ class RMSprop(Optimizer):
                 lean_state.check_state(self, group, params)
             work.append((group, params, self.spec_of(group), impl))
 
-        checked = [p.grad for _, params, spec, _ in work if spec.nonfinite != "propagate"
-                   for p in params]
-        if checked and not _all_finite(checked):
-            policies = {spec.nonfinite for _, _, spec, _ in work}
-            if "raise" in policies:
-                raise NonFiniteGradientError(
-                    "a gradient holds NaN or inf (nonfinite='raise'); parameters and "
-                    "optimizer state are unchanged"
-                )
+        # Each policy answers for its own groups' gradients: a NaN in a "skip" group skips
+        # the step, it does not raise because another group says "raise".
+        grads_of = {policy: [p.grad for _, params, spec, _ in work if spec.nonfinite == policy
+                             for p in params] for policy in ("raise", "skip")}
+        if grads_of["raise"] and not _all_finite(grads_of["raise"]):
+            groups = [i for i, (_, params, spec, _) in enumerate(work)
+                      if spec.nonfinite == "raise" and params
+                      and not _all_finite([p.grad for p in params])]
+            raise NonFiniteGradientError(
+                f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
+                "(nonfinite='raise'); parameters and optimizer state are unchanged"
+            )
+        if grads_of["skip"] and not _all_finite(grads_of["skip"]):
             for group in self.param_groups:
                 group["skipped_steps"] += 1
             return loss
