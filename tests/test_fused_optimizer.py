@@ -193,3 +193,45 @@ def test_a_forked_child_can_step_after_the_parent_did():
     if alive:
         process.kill()
     assert not alive and process.exitcode == 0
+
+
+def _bf16_run(steps: int, seed: int, params=None, optimizer=None):
+    if params is None:
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(1000, dtype=torch.bfloat16))]
+        optimizer = RMSprop(params, lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
+        optimizer.step()
+    return params, optimizer
+
+
+def test_a_reload_keeps_the_float32_state_of_16_bit_params():
+    """torch's load_state_dict casts state to the parameter's dtype; the fused kernel keeps
+    float32 state for bfloat16 parameters, and a reload must not lower it (nor the run)."""
+    uninterrupted, _ = _bf16_run(20, 2, *_bf16_run(5, 1))
+    params, optimizer = _bf16_run(5, 1)
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    reloaded = RMSprop(resumed, lr=0.01, momentum=0.9)
+    reloaded.load_state_dict(optimizer.state_dict())
+    assert {k: v.dtype for k, v in reloaded.state[resumed[0]].items()} == {
+        "step": torch.float32, "square_avg": torch.float32, "momentum_buffer": torch.float32}
+    _bf16_run(20, 2, resumed, reloaded)
+    assert torch.equal(resumed[0], uninterrupted[0])
+
+
+def test_a_state_dict_keeps_the_loading_optimizers_impl():
+    """impl is how this process runs the step: a state dict saved with impl="triton" (a GPU
+    machine) or "foreach" loads on this CPU machine with the optimizer's own impl."""
+    for saved_impl in ("triton", "foreach"):
+        p = torch.nn.Parameter(torch.randn(100))
+        p.grad = torch.randn(100)
+        optimizer = RMSprop([p], impl="fused")
+        optimizer.step()
+        state_dict = optimizer.state_dict()
+        state_dict["param_groups"][0]["impl"] = saved_impl
+        optimizer.load_state_dict(state_dict)
+        assert optimizer.param_groups[0]["impl"] == "fused"
+        optimizer.step()

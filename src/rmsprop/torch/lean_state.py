@@ -25,7 +25,8 @@ from torch import Tensor
 
 from ..spec import RMSpropSpec
 from ..update import state_keys
-from .kernels.capabilities import missing_package
+from .functional import choose_impl
+from .kernels.capabilities import missing_package, state_dtype
 from .quantized import (
     CODES_SUFFIX,
     SCALE_SUFFIX,
@@ -40,7 +41,7 @@ from .quantized import (
     storage_problem,
 )
 
-__all__ = ["check_storage", "check_params", "check_state", "own_storage", "step", "loading",
+__all__ = ["check_storage", "check_params", "check_state", "own_settings", "step", "loading",
            "LEAN_DTYPES"]
 
 LEAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.complex64)
@@ -95,14 +96,17 @@ def check_state(optimizer: Any, group: dict[str, Any], params: list[Tensor]) -> 
             raise ValueError(f"parameter {index_of[id(p)]} (shape {tuple(p.shape)}): {problem}")
 
 
-def own_storage(group: dict[str, Any]) -> dict[str, Any]:
+def own_settings(group: dict[str, Any]) -> dict[str, Any]:
     """The settings of ``group`` that a loaded state dict does not replace: how its state is
-    stored, and for lean state also how the step runs (lean state needs the fused kernel,
-    whatever ``impl``/``foreach`` the state dict was saved with, torch's ``foreach=True``
-    say)."""
-    own = {"state_precision": group["state_precision"], "min_8bit_size": group["min_8bit_size"]}
-    if group["state_precision"] != "fp32":
-        own.update(impl=group["impl"], foreach=group["foreach"])
+    stored and which implementation runs it (``impl`` is how this process runs the step: a
+    state dict saved with ``impl="triton"`` on a GPU machine must load on a CPU one). torch's
+    ``foreach`` flag comes from the state dict, as with torch, unless our group chose its
+    implementation itself (an explicit ``impl``, or lean state, which needs the fused kernel).
+    """
+    own = {"state_precision": group["state_precision"], "min_8bit_size": group["min_8bit_size"],
+           "impl": group["impl"]}
+    if group["state_precision"] != "fp32" or group["impl"] != "auto":
+        own["foreach"] = group["foreach"]
     return own
 
 
@@ -178,24 +182,24 @@ def _is_centered(group: dict[str, Any]) -> bool:
 @contextlib.contextmanager
 def loading(optimizer: Any, state_dict: dict[str, Any]) -> Iterator[None]:
     """Around ``Optimizer.load_state_dict``: check the saved state's storage against our
-    parameters first, keep the optimizer's own storage settings (:func:`own_storage`) and
+    parameters first, keep the optimizer's own storage settings (:func:`own_settings`) and
     store the loaded state in them.
 
     torch casts every state tensor but ``step`` to a floating-point parameter's dtype; the
-    8-bit codes and scales are put back as they were saved (uint8 and float32), so they load
-    bit for bit.
+    8-bit codes and scales are put back as they were saved (uint8 and float32), and so is the
+    float32 state that the fused and Triton kernels keep for bfloat16/float16 parameters, so
+    that a reload continues the run bit for bit.
     """
-    own = [own_storage(g) for g in optimizer.param_groups]
+    own = [own_settings(g) for g in optimizer.param_groups]
     saved_ids = itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"])
     params = itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups)
-    quantized: dict[int, dict[str, Tensor]] = {}
+    kept: dict[int, dict[str, Tensor]] = {}
     for index, (saved_id, p) in enumerate(zip(saved_ids, params)):
         saved = state_dict["state"].get(saved_id, {})
         problem = storage_problem(saved, p)
         if problem:  # before anything is loaded
             raise ValueError(f"state_dict: parameter {index} (shape {tuple(p.shape)}): {problem}")
-        quantized[id(p)] = {k: v for k, v in saved.items()
-                            if k.endswith((CODES_SUFFIX, SCALE_SUFFIX))}
+        kept[id(p)] = {k: v for k, v in saved.items() if isinstance(v, Tensor) and k != "step"}
     yield
     for group, settings in zip(optimizer.param_groups, own):
         group.update(settings)
@@ -204,6 +208,12 @@ def loading(optimizer: Any, state_dict: dict[str, Any]) -> Iterator[None]:
             state = optimizer.state.get(p)
             if not state:
                 continue
-            for key, value in quantized.get(id(p), {}).items():
-                state[key] = value.to(device=p.device)
-            convert(state, p, storage_of(p, precision, min_8bit_size), _is_centered(group))
+            # the dtype the step keeps full state in (float32 for a 16-bit parameter under
+            # the fused kernel), which torch's cast to the parameter's dtype may have lowered
+            full_dtype = state_dtype(choose_impl(group["impl"], group["foreach"], [p]), p.dtype)
+            for key, value in kept.get(id(p), {}).items():
+                if key.endswith((CODES_SUFFIX, SCALE_SUFFIX)) or (
+                        value.dtype == full_dtype != state[key].dtype):
+                    state[key] = value.to(device=p.device)
+            convert(state, p, storage_of(p, precision, min_8bit_size), _is_centered(group),
+                    full_dtype=full_dtype)

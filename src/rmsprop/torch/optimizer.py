@@ -235,10 +235,10 @@ class RMSprop(Optimizer):
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first."""
         for index, group in enumerate(state_dict["param_groups"]):
             merged = {**self.defaults, **group}
-            if index < len(self.param_groups):  # how our groups store state stays ours
-                merged.update(lean_state.own_storage(self.param_groups[index]))
+            if index < len(self.param_groups):  # how our groups run and store state stays ours
+                merged.update(lean_state.own_settings(self.param_groups[index]))
             self._check_group(merged)
-        with lean_state.loading(self, state_dict):  # keeps our storage settings, converts
+        with lean_state.loading(self, state_dict):  # keeps our settings, converts the state
             super().load_state_dict(state_dict)
 
     # -- the step -------------------------------------------------------------------------

@@ -344,7 +344,8 @@ def _has(state: Mapping[str, Any], name: str) -> bool:
     return name in state or is_quantized(state, name)
 
 
-def _stored_as(state: Mapping[str, Any], p: Tensor, storage: str, names: list[str]) -> bool:
+def _stored_as(state: Mapping[str, Any], p: Tensor, storage: str, names: list[str],
+               full_dtype: torch.dtype) -> bool:
     """Whether ``state`` holds exactly ``names``, each stored as ``storage``."""
     if set(stored_keys(state)) != set(names):
         return False
@@ -356,7 +357,7 @@ def _stored_as(state: Mapping[str, Any], p: Tensor, storage: str, names: list[st
             return False
         elif storage == "bf16" and state[name].dtype != torch.bfloat16:
             return False
-        elif storage == "full" and state[name].dtype != p.dtype:
+        elif storage == "full" and state[name].dtype != full_dtype:
             return False
     return True
 
@@ -398,9 +399,11 @@ def _stored_float32(state: Mapping[str, Any], name: str) -> Tensor:
     return real_view(state[name]).to(torch.float32)
 
 
-def full_value(state: Mapping[str, Any], key: str, p: Tensor) -> Tensor:
-    """State tensor ``key`` (torch's name) at full precision, in ``p``'s dtype and shape
-    (complex if ``p`` is); a centered variance is turned back into v."""
+def full_value(state: Mapping[str, Any], key: str, p: Tensor,
+               dtype: torch.dtype | None = None) -> Tensor:
+    """State tensor ``key`` (torch's name) at full precision, in ``dtype`` (default: ``p``'s)
+    and ``p``'s shape (complex if ``p`` is); a centered variance is turned back into v."""
+    dtype = dtype or p.dtype
     variance = VARIANCE_OF.get(key)
     if key in state:  # torch's tensor (also when written over lean state, as warm_start does)
         value = state[key]
@@ -412,8 +415,8 @@ def full_value(state: Mapping[str, Any], key: str, p: Tensor) -> Tensor:
     if p.is_complex():
         if not value.is_complex():
             value = torch.view_as_complex(value.to(real_view(p).dtype).contiguous())
-        return value.to(p.dtype)
-    return value.to(p.dtype).reshape(p.shape)
+        return value.to(dtype)
+    return value.to(dtype).reshape(p.shape)
 
 
 def logical_keys(state: Mapping[str, Any]) -> list[str]:
@@ -423,9 +426,10 @@ def logical_keys(state: Mapping[str, Any]) -> list[str]:
 
 
 def convert(state: dict[str, Any], p: Tensor, storage: str, centered: bool,
-            seed: int = 0) -> None:
-    """Store every state tensor of ``p`` as ``storage`` (``"8bit"``, ``"bf16"`` or ``"full"``),
-    centered lean state as its variance (see :data:`VARIANCE_OF`).
+            seed: int = 0, full_dtype: torch.dtype | None = None) -> None:
+    """Store every state tensor of ``p`` as ``storage`` (``"8bit"``, ``"bf16"`` or ``"full"``:
+    ``full_dtype``, default ``p``'s dtype), centered lean state as its variance (see
+    :data:`VARIANCE_OF`).
 
     State already stored that way is left as it is (bit for bit); otherwise every tensor is
     decoded to full precision and stored again, to 8 bits by rounding to nearest (a single
@@ -438,9 +442,10 @@ def convert(state: dict[str, Any], p: Tensor, storage: str, centered: bool,
         state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         keys = logical_keys(state)
     centered = centered and lean and "grad_avg" in keys
-    if not keys or _stored_as(state, p, storage, lean_keys(keys, centered)):
+    full_dtype = full_dtype or p.dtype
+    if not keys or _stored_as(state, p, storage, lean_keys(keys, centered), full_dtype):
         return
-    values = {key: full_value(state, key, p) for key in keys}
+    values = {key: full_value(state, key, p, full_dtype) for key in keys}
     if centered:
         gbar = real_view(values["grad_avg"]).to(torch.float32)
         for key, name in VARIANCE_OF.items():
