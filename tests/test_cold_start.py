@@ -269,6 +269,30 @@ def test_load_state_dict_during_the_guard_ends_it(tmp_path) -> None:
         assert all(torch.equal(p, q) for p, q in zip(x, y))
 
 
+@pytest.mark.parametrize("through", ["checkpoint", "state_dict"])
+def test_a_run_saved_during_the_guard_resumes_guarded(tmp_path, through: str) -> None:
+    """The guard is part of the state (GUARD_KEY): saved mid-guard, the run resumes exactly
+    as it would have continued, still bias-corrected until the horizon."""
+    model = _restored_model(tmp_path)
+    params = list(model.parameters())
+    optimizer = RMSprop(params, lr=1e-2, alpha=0.5)
+    grads = _grads(8, [p.shape for p in params])
+    with pytest.warns(ColdStartWarning):
+        _run(optimizer, params, grads[:3])
+    assert all(optimizer.state[p]["cold_start_guard"] is True for p in params)
+    resumed_params = _copy_params(model)
+    resumed = RMSprop(resumed_params, lr=1e-2, alpha=0.5)
+    if through == "checkpoint":
+        ckpt.save(tmp_path / "mid.ckpt", optimizer, None)
+        ckpt.load(tmp_path / "mid.ckpt", resumed)
+    else:
+        resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    a = _run(optimizer, params, grads[3:])
+    b = _run(resumed, resumed_params, grads[3:])
+    for x, y in zip(a, b):
+        assert all(torch.equal(p, q) for p, q in zip(x, y))
+
+
 # -- the experiment ------------------------------------------------------------------------------
 
 LR, ALPHA, TRAIN_STEPS, RESUMED_STEPS, WARM_BATCHES, RESUMES = 3e-3, 0.99, 600, 10, 50, 8

@@ -136,7 +136,7 @@ def step(
             full.append(p)
             continue
         state = optimizer.state[p]
-        if len(state) == 0:
+        if "step" not in state:
             state["step"] = torch.zeros((), dtype=_step_dtype())
         convert(state, p, storage, spec.centered)  # state loaded or made in another storage
         create(state, p, keys, spec.initial_accumulator_value, storage, spec.centered)

@@ -21,7 +21,7 @@ from . import lean_state
 from .kernels.capabilities import state_dtype
 from .kernels.local import dtensor_type
 from .quantized import DEFAULT_MIN_8BIT_SIZE
-from .warm_start import split_cold, warm_start
+from .warm_start import note_loaded_guards, split_cold, warm_start
 
 __all__ = ["RMSprop", "NonFiniteGradientError"]
 
@@ -228,7 +228,7 @@ class RMSprop(Optimizer):
                 group.setdefault(key, value)
             for p in group["params"]:
                 p_state = self.state.get(p, {})
-                if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
+                if "step" in p_state and not torch.is_tensor(p_state["step"]):
                     p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_step_dtype())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -240,6 +240,7 @@ class RMSprop(Optimizer):
             self._check_group(merged)
         with lean_state.loading(self, state_dict):  # keeps our settings, converts the state
             super().load_state_dict(state_dict)
+        note_loaded_guards(self)
 
     # -- the step -------------------------------------------------------------------------
 
@@ -258,7 +259,7 @@ class RMSprop(Optimizer):
     ) -> dict[str, Tensor]:
         """``p``'s state, its missing tensors created in ``dtype`` (default: ``p``'s dtype)."""
         state = self.state[p]
-        if len(state) == 0:
+        if "step" not in state:
             state["step"] = torch.zeros((), dtype=_step_dtype())
         if "square_avg" not in state and len(state) > 1:  # lean state, for warm_start & co.
             lean_state.decode_for_writing(state, p)

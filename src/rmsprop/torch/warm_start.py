@@ -25,7 +25,9 @@ Two remedies:
     the guard stops. It applies only where the zero start is the problem: groups with
     ``initial_accumulator_value == 0``, ``alpha > 0`` and ``bias_correction=False``.
     Parameters nobody marked (every ordinary run) take the untouched path, bit-identical to
-    ``torch.optim.RMSprop``.
+    ``torch.optim.RMSprop``. A guarded parameter's state holds ``"cold_start_guard": True``
+    until the horizon, so ``state_dict()`` and checkpoints saved during the guard resume it;
+    loading state without it (real state) ends the guard.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ __all__ = [
     "is_restored",
     "guard_horizon",
     "split_cold",
+    "note_loaded_guards",
+    "GUARD_KEY",
 ]
 
 # Parameters rmsprop.checkpoint.load restored without optimizer state (weak: never keeps a
@@ -85,13 +89,16 @@ def guard_horizon(alpha: float) -> int:
     return math.ceil(-25 * math.log(2) / math.log(alpha))
 
 
-def _cold_params(optimizer: Any, create: bool) -> WeakIdKeyDictionary | None:
-    cold = optimizer.__dict__.get("_rmsprop_cold")
-    if cold is None and create:
-        cold = optimizer.__dict__["_rmsprop_cold"] = WeakIdKeyDictionary()
-        # A later load_state_dict replaces the fresh state with real state: the guard is over.
-        optimizer.register_load_state_dict_post_hook(lambda opt: _cold_params(opt, True).clear())
-    return cold
+GUARD_KEY = "cold_start_guard"
+"""The entry of a guarded parameter's state (``True``): it travels with ``state_dict()`` and
+checkpoints, so a run saved during the guard resumes guarded, as it would have continued."""
+
+
+def note_loaded_guards(optimizer: Any) -> None:
+    """After ``load_state_dict``: whether any loaded state carries :data:`GUARD_KEY` (so that
+    :func:`split_cold` looks for guarded parameters at all)."""
+    optimizer.__dict__["_rmsprop_guarded"] = any(
+        state.get(GUARD_KEY) for state in optimizer.state.values())
 
 
 def _guard_applies(spec: RMSpropSpec) -> bool:
@@ -104,29 +111,29 @@ def split_cold(
     """``params`` as batches of (parameters, options): cold-started ones run with bias correction.
 
     Called by ``RMSprop.step`` before it creates state; in an ordinary run (no parameter ever
-    marked) it returns ``[(params, spec)]`` after one emptiness check.
+    marked, no guard loaded) it returns ``[(params, spec)]`` after two flag checks.
     """
-    cold = _cold_params(optimizer, create=False)
-    if (not _restored and not cold) or not _guard_applies(spec):
+    if (not _restored and not optimizer.__dict__.get("_rmsprop_guarded")) \
+            or not _guard_applies(spec):
         return [(params, spec)]
     state = optimizer.state
-    fresh = [p for p in params if p in _restored and not state.get(p)]
+    fresh = [p for p in params if p in _restored and "step" not in state.get(p, {})]
+    for p in fresh:
+        state[p][GUARD_KEY] = True
     if fresh:
-        cold = _cold_params(optimizer, create=True)
-        for p in fresh:
-            cold[p] = True
+        optimizer.__dict__["_rmsprop_guarded"] = True
         _warn_once(optimizer, len(fresh))
-    if not cold:
+    if not optimizer.__dict__.get("_rmsprop_guarded"):
         return [(params, spec)]
     horizon = guard_horizon(spec.alpha)
     guarded, ordinary = [], []
     for p in params:
-        if p in cold:
-            p_state = state.get(p)
-            if not p_state or float(p_state["step"]) < horizon:
+        p_state = state.get(p)
+        if p_state and p_state.get(GUARD_KEY):
+            if "step" not in p_state or float(p_state["step"]) < horizon:
                 guarded.append(p)
                 continue
-            del cold[p]
+            del p_state[GUARD_KEY]
         ordinary.append(p)
     batches = [(ordinary, spec), (guarded, spec.replace(bias_correction=True))]
     return [(batch, batch_spec) for batch, batch_spec in batches if batch]
@@ -219,10 +226,8 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
     with torch.no_grad():
         for p, group, spec, mean, count in estimates.values():
             _commit(optimizer, p, group, spec, mean, count)
-    cold = _cold_params(optimizer, create=False)
-    if cold:
-        for p, *_ in estimates.values():
-            cold.pop(p, None)
+    for p, *_ in estimates.values():  # real state now: the guard is over
+        optimizer.state[p].pop(GUARD_KEY, None)
     return losses
 
 
