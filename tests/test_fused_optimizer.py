@@ -235,3 +235,37 @@ def test_a_state_dict_keeps_the_loading_optimizers_impl():
         optimizer.load_state_dict(state_dict)
         assert optimizer.param_groups[0]["impl"] == "fused"
         optimizer.step()
+
+
+def test_a_compiled_training_step_runs_the_default_impl():
+    """torch.compile of a whole training step, in a fresh process (dynamo used to crash
+    tracing numba's dispatcher on the first fused step of a process): the fused kernel runs
+    eagerly inside it (a graph break) and gives the numbers of the eager step."""
+    out = _run("""
+        import warnings
+        import torch
+        from rmsprop.torch import RMSprop
+        warnings.simplefilter("ignore")  # dynamo's recompilation notes
+        for precision in ("fp32", "8bit"):
+            torch.manual_seed(0)
+            models = [torch.nn.Linear(64, 80) for _ in range(2)]
+            models[1].load_state_dict(models[0].state_dict())
+            optimizers = [RMSprop(m.parameters(), lr=0.01, momentum=0.9,
+                                  state_precision=precision, min_8bit_size=0) for m in models]
+            x = torch.randn(16, 64)
+
+            def train_step(model, optimizer):
+                optimizer.zero_grad()
+                loss = model(x).pow(2).mean()
+                loss.backward()
+                optimizer.step()
+                return loss
+
+            compiled = torch.compile(train_step)
+            for _ in range(3):
+                compiled(models[0], optimizers[0])
+                train_step(models[1], optimizers[1])
+            print(max((p - q).abs().max().item()
+                      for p, q in zip(models[0].parameters(), models[1].parameters())))
+    """)
+    assert all(float(line) < 1e-6 for line in out.splitlines()), out
