@@ -90,6 +90,19 @@ def test_non_finite_hyperparameters(build, name, value):
 
 
 @BUILDERS
+def test_numpy_bools_are_bools(build):
+    """NumPy 2 names its bool scalar numpy.bool; it and 0-d bool arrays are taken (optax does)."""
+    import numpy as np
+
+    for value in (np.True_, (np.arange(3) > -1).all(), np.array(True)):
+        build(centered=value, amsgrad=value)
+    spec = RMSpropSpec(centered=np.True_)
+    assert spec.centered is True
+    with pytest.raises(TypeError, match="centered"):
+        build(centered=np.array([True]))
+
+
+@BUILDERS
 @pytest.mark.parametrize("name,value", [("lr", "0.1"), ("alpha", None if False else [0.9]),
                                         ("momentum", "a"), ("centered", "yes"),
                                         ("amsgrad", 1), ("eps_in_sqrt", 0.0)])

@@ -145,6 +145,8 @@ def rmsprop(
         "maximize": maximize, "lr_in_momentum": lr_in_momentum,
     }
     options = explicit(given)
+    if options.get("nesterov") is True and momentum is None:  # optax's way to say "none"
+        raise ValueError("nesterov=True requires momentum > 0, got momentum=None")
     numeric = {name: v for name, v in options.items() if name in _NUMERIC}
     arrays = {name: v for name, v in numeric.items() if isinstance(v, jax.Array)}
     for name, value in numeric.items():

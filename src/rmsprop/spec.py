@@ -139,7 +139,9 @@ class RMSpropSpec:
         for name in _BOOL_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, bool):
-                if type(value).__name__ == "bool_":  # numpy.bool_
+                # numpy's bool scalar (numpy.bool_, called numpy.bool in NumPy 2) and 0-d bool
+                # arrays (NumPy, JAX), as optax takes them
+                if str(getattr(value, "dtype", "")) == "bool" and getattr(value, "shape", 0) == ():
                     object.__setattr__(self, name, bool(value))
                 else:
                     raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
