@@ -9,6 +9,7 @@ guard, full state) and measure the largest parameter update and the loss spike o
 from __future__ import annotations
 
 import copy
+import re
 import statistics
 import tempfile
 import warnings
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from checkpoint_common import one_thread  # noqa: F401 (an autouse fixture)
 import rmsprop.checkpoint as ckpt
 from rmsprop.torch import NonFiniteGradientError, RMSprop
-from rmsprop.torch.warm_start import ColdStartWarning, guard_horizon
+from rmsprop.torch.warm_start import ColdStartWarning, _real, guard_horizon
 
 DATA = torch.Generator().manual_seed(0)
 X = torch.randn(512, 10, generator=DATA)
@@ -130,13 +131,49 @@ def test_warm_start_changes_nothing_when_a_gradient_is_not_finite() -> None:
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
-@pytest.mark.parametrize("steps", [0, -1, 2.5, True, "3"])
-def test_warm_start_rejects_a_bad_number_of_steps(steps: Any) -> None:
+@pytest.mark.parametrize("steps, error", [(0, ValueError), (-1, ValueError),
+                                          (2.5, TypeError), (True, TypeError), ("3", TypeError)])
+def test_warm_start_rejects_a_bad_number_of_steps(steps: Any, error: type) -> None:
     optimizer = RMSprop(make_model().parameters())
-    with pytest.raises(ValueError, match=f"Invalid steps value: {steps!r}"):
+    with pytest.raises(error, match=re.escape(f"{steps!r}")):
         optimizer.warm_start(lambda: None, steps=steps)
     with pytest.raises(TypeError, match="closure must be callable"):
         optimizer.warm_start(None, steps=2)
+
+
+def test_warm_start_takes_numpy_ints_and_refuses_a_closure_without_backward() -> None:
+    model = make_model()
+    optimizer = RMSprop(model.parameters())
+    with pytest.raises(RuntimeError, match="no gradient"):
+        optimizer.warm_start(lambda: model(X).sum(), steps=2)
+    assert not optimizer.state
+    optimizer.warm_start(closure_over(model, optimizer, [0, 1]), steps=np.int64(2))
+    assert all("square_avg" in optimizer.state[p] for p in model.parameters())
+
+
+@pytest.mark.parametrize("options", [{}, {"centered": True, "momentum": 0.9, "amsgrad": True}])
+def test_warm_start_of_complex_params_is_that_of_their_real_pairs(options) -> None:
+    """Complex parameters are pairs of real ones (as in the step): v is the mean of the
+    squared real and imaginary parts, with no warning about discarded imaginary parts."""
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(6, dtype=torch.complex64, generator=g) for _ in range(3)]
+    z = torch.nn.Parameter(torch.zeros(6, dtype=torch.complex64))
+    pair = torch.nn.Parameter(torch.zeros(6, 2))
+    states = []
+    for p, as_param in ((z, lambda t: t), (pair, torch.view_as_real)):
+        optimizer = RMSprop([p], **options)
+        batches = iter(grads)
+
+        def closure():
+            p.grad = as_param(next(batches)).clone()
+            return 0.0
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            optimizer.warm_start(closure, steps=3)
+        states.append(optimizer.state[p])
+    for key in states[1]:
+        assert torch.equal(_real(states[0][key]), states[1][key]), key
 
 
 # -- the automatic guard ---------------------------------------------------------------------------

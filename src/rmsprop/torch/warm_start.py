@@ -33,6 +33,7 @@ Two remedies:
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 from typing import Any, Callable, Iterable
@@ -200,8 +201,11 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
 
     if not callable(closure):
         raise TypeError(f"closure must be callable, got {closure!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"steps must be an int, got {steps!r} ({type(steps).__name__})")
+    if steps < 1:
         raise ValueError(f"Invalid steps value: {steps!r} (steps must be an int >= 1)")
+    steps = int(steps)
 
     estimates: dict[int, list[Any]] = {}  # id(p) -> [p, group, spec, running-mean state, count]
     losses = []
@@ -211,6 +215,11 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
         with torch.no_grad():
             grads = [p.grad for g in optimizer.param_groups for p in g["params"]
                      if p.grad is not None]
+            if not grads:
+                raise RuntimeError(
+                    "warm_start: the closure left no gradient on any parameter (it must call "
+                    "backward() on one batch's loss); optimizer state is unchanged"
+                )
             if any(g.is_sparse for g in grads):
                 raise RuntimeError("RMSprop does not support sparse gradients")
             if not _all_finite(grads):
@@ -243,7 +252,8 @@ def _accumulate(estimates: dict[int, list[Any]], p: Tensor, group: dict, spec: R
         bias_correction=False,
     )
     # At least float32: a mean of squares in bfloat16 would lose what it estimates.
-    dtype = torch.promote_types(p.dtype, torch.float32)
+    # (Of the real view: complex parameters are pairs of real ones, as in the step.)
+    dtype = torch.promote_types(_real(p.detach()).dtype, torch.float32)
     param, grad = _real(p.detach()).to(dtype), _real(p.grad).to(dtype)
     previous = entry[3] if entry[3] is not None else init_state(param, running_mean, _TorchArrays)
     _, entry[3] = rmsprop_update(_TorchArrays, param, grad, previous, running_mean, 0.0, count)
