@@ -449,6 +449,14 @@ def test_not_an_rmsprop_checkpoint_or_a_newer_format(saved, tmp_path) -> None:
     )
     _expect(ckpt.CheckpointFormatError, newer, saved["optimizer"], saved["model"],
             "format version '2', this rmsprop reads version 1")
+    # Files of other kinds say what they are not, rather than "truncated".
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint, just some notes\n" * 4)
+    torch_file = tmp_path / "state.pt"
+    torch.save(saved["optimizer"].state_dict(), torch_file)
+    for other in (text, torch_file):
+        _expect(ckpt.CheckpointFormatError, other, saved["optimizer"], saved["model"],
+                "not a safetensors file")
 
 
 # -- atomic saves -------------------------------------------------------------------------------

@@ -119,6 +119,11 @@ def _parse_header(blob: bytes, where: str) -> dict[str, Any]:
             f"{where}: the file has {len(blob)} bytes, fewer than the 8 of a safetensors "
             "header size: it is truncated"
         )
+    if len(blob) > _HEADER_SIZE_BYTES and blob[_HEADER_SIZE_BYTES:_HEADER_SIZE_BYTES + 1] != b"{":
+        raise CheckpointFormatError(
+            f"{where}: not a safetensors file (its header, after 8 bytes of size, does not "
+            "start a JSON object): not an rmsprop checkpoint"
+        )
     header_size = int.from_bytes(blob[:_HEADER_SIZE_BYTES], "little")
     available = len(blob) - _HEADER_SIZE_BYTES
     if header_size > available:
@@ -173,7 +178,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
             f"{where}: format is {metadata['format']!r}, expected {FORMAT!r}"
         )
     version = metadata.get("format_version")
-    if version != str(FORMAT_VERSION):
+    if str(version) != str(FORMAT_VERSION):
         raise CheckpointFormatError(
             f"{where}: format version {version!r}, this rmsprop reads version {FORMAT_VERSION}"
         )
