@@ -126,6 +126,14 @@ def test_unsupported_torch_flags_say_so(name):
         build_torch(**{name: True})
 
 
+def test_foreach_must_be_a_bool_in_a_param_group_too():
+    p = torch.nn.Parameter(torch.zeros(2))
+    for build in (lambda: RMSprop([p], foreach="x"),
+                  lambda: RMSprop([{"params": [p], "foreach": "x"}])):
+        with pytest.raises(TypeError, match="foreach must be a bool or None, got 'x'"):
+            build()
+
+
 def test_foreach_contradicting_impl():
     with pytest.raises(ValueError, match="foreach=True contradicts impl='loop'"):
         build_torch(foreach=True, impl="loop")

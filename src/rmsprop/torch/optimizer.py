@@ -149,8 +149,6 @@ class RMSprop(Optimizer):
                     f"{name}=True is not supported by rmsprop.torch.RMSprop; "
                     "use torch.optim.RMSprop for it"
                 )
-        if foreach is not None and not isinstance(foreach, bool):
-            raise TypeError(f"foreach must be a bool or None, got {foreach!r}")
         check_impl(impl)
         defaults = {
             **spec.options(),
@@ -209,6 +207,8 @@ class RMSprop(Optimizer):
         _check_tensor_lr(group["lr"])
         check_impl(group["impl"])
         foreach = group["foreach"]
+        if foreach is not None and not isinstance(foreach, bool):
+            raise TypeError(f"foreach must be a bool or None, got {foreach!r}")
         if foreach is not None and group["impl"] not in ("auto", "foreach" if foreach else "loop"):
             raise ValueError(f"foreach={foreach} contradicts impl={group['impl']!r}")
         RMSprop.spec_of(group)
