@@ -150,7 +150,8 @@ def _warn_once(optimizer: Any, count: int) -> None:
         "them state): v starts from zero, which makes the first steps too large. The "
         "cold-start guard applies bias correction to them for the first steps. Restore the "
         "optimizer state (rmsprop.checkpoint.load(path, optimizer, model)) or call "
-        "optimizer.warm_start(closure, steps=k) to re-estimate it.",
+        "optimizer.warm_start(closure, steps=k) to re-estimate it; to start from zero on "
+        "purpose, load with rmsprop.checkpoint.load(..., cold_start_guard=False).",
         ColdStartWarning,
         stacklevel=_caller_level(),
     )
