@@ -215,7 +215,9 @@ def _learning_rate(learning_rate: Any) -> Callable[[jax.Array], Any]:
     """``learning_rate`` as a schedule ``count -> lr``, validated where its value is known."""
     if callable(learning_rate):
         return learning_rate
-    if not isinstance(learning_rate, jax.core.Tracer):  # a tracer was checked when concrete
+    # A tracer (inject_hyperparams, or rmsprop() built inside jit) has no value to check
+    # here; as with optax, a bad traced value is not caught.
+    if not isinstance(learning_rate, jax.core.Tracer):
         try:
             check_lr(_scalar("lr", learning_rate))
         except (TypeError, ValueError) as error:
