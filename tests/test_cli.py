@@ -53,6 +53,8 @@ def test_unknown_experiment_exits_2_and_lists_the_valid_names():
     (["run", "valley", "--steps", "10"], "must be >= 200"),
     (["run", "memory", "--seed", "-1"], "--seed"),
     (["report", "--only", "nope"], "unknown experiment 'nope'"),
+    (["run", "memory", "--seed", str(2**64)], "--seed"),
+    (["run", "memory", "--out", __file__ + "/sub"], "--out"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = runner.invoke(cli.app, args)

@@ -47,7 +47,7 @@ def test_adagrad_decay(out):
     r = run_quick("adagrad-decay", out)
     f = r.figures
     assert f["loss_ratio"] >= 10  # AdaGrad stalls after the change, RMSProp tracks
-    assert f["adagrad_step_shrink"] <= 0.1
+    assert f["adagrad_step_shrink"] <= 0.25  # the median coordinate's step, 4x smaller
     assert f["rmsprop_step_regrowth"] > 1
     assert r.passed
 

@@ -41,7 +41,8 @@ err = Console(stderr=True)
 
 OutOption = typer.Option(Path("rmsprop-out"), "--out", "-o", help="Folder for the PNG, JSON and HTML files.",
                          file_okay=False)
-SeedOption = typer.Option(0, "--seed", min=0, help="Seed: the same seed gives the same numbers.")
+SeedOption = typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                          help="Seed: the same seed gives the same numbers.")
 StrictOption = typer.Option(False, "--strict", help="Exit with status 1 if a claim does not hold.")
 
 
@@ -64,6 +65,11 @@ def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -
         if steps is not None and steps < minimum:
             raise typer.BadParameter(f"steps for {name!r} must be >= {minimum}, got {steps}",
                                      param_hint="'--steps'")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot create the folder {str(out_dir)!r}: {exc.strerror}",
+                                 param_hint="'--out'") from exc
     results = []
     with _progress() as bars:
         tasks = {name: bars.add_task(name, total=1.0, start=False) for name, _ in plan}
@@ -74,8 +80,9 @@ def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -
             try:
                 results.append(experiments.run(name, seed=seed, steps=steps, out_dir=out_dir,
                                                progress=update))
-            except (ValueError, TypeError) as exc:
-                raise typer.BadParameter(str(exc)) from exc
+            except OSError as exc:  # the folder exists but cannot be written to
+                raise typer.BadParameter(f"cannot write to {str(out_dir)!r}: {exc}",
+                                         param_hint="'--out'") from exc
             except ImportError as exc:  # an optional dependency (gymnasium) is missing
                 err.print(f"[yellow]skipped {name}:[/] {exc}")
                 bars.update(task, completed=1.0, description=f"{name} skipped")
@@ -88,7 +95,7 @@ def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -
 def _summary(results: list[Result], title: str) -> None:
     table = RichTable(title=title, show_lines=True)
     table.add_column("experiment", style="bold")
-    table.add_column("claim")
+    table.add_column("result")
     table.add_column("checked figure")
     table.add_column("s", justify="right")
     for r in results:
