@@ -33,7 +33,8 @@ CLAIM = (
     "On Reddi, Kale & Kumar's convex counterexamples on [-1, 1] (optimum x = -1, step alpha/sqrt(t)) "
     "plain RMSProp ends near the worst point x = +1, in the deterministic form (C = 3, "
     "rho = 1/(1+C^2)) and the stochastic one (C = 20, delta = 0.1, rho = 0.9); with amsgrad=True "
-    "it ends near -1."
+    "it ends near -1 in the deterministic form and on the optimum's side (x <= -0.4, still "
+    "moving toward -1) in the stochastic one."
 )
 DEFAULT_STEPS = 10_000
 MIN_STEPS = 1000
