@@ -130,8 +130,8 @@ def run(seed: int = 0, steps: int | None = None, out_dir: Path = Path("."),
                f"{adam:.0f} (max 500, random ~{RANDOM_RETURN:.0f}); need RMSProp >= "
                f"{RANDOM_FACTOR_AT_LEAST * RANDOM_RETURN:.0f} and >= "
                f"{ADAM_FRACTION_AT_LEAST:.0%} of Adam ({rms / adam:.0%})"
-               + ("; not reproduced: the article's 'Adam tends to outperform RMSProp' on noisy RL"
-                  if rms > adam else ""))
+               + ("; not reproduced: the article's 'Adam tends to outperform RMSProp' on "
+                  "noisy RL" if rms > adam else ""))
     table = Table(["optimizer", f"mean return, last {tail} updates", "per seed",
                    "updates to reach 200 (mean)"],
                   [[o, f"{final[o]:.1f}", ", ".join(f"{v:.0f}" for v in per_seed[o]),
