@@ -79,12 +79,13 @@ class RMSprop(Optimizer):
         amsgrad: use the running maximum of v (state key ``max_square_avg``).
         bias_correction: divide v (and the gradient average) by ``1 - alpha**t``.
         flavor: a framework preset, see :func:`rmsprop.flavors` (default ``"pytorch"``).
-        impl: ``"auto"``, ``"loop"`` or ``"foreach"``.
+        impl: ``"auto"``, ``"loop"``, ``"foreach"``, ``"fused"`` (CPU, numba) or ``"triton"``
+            (CUDA); a compiled step (``torch.compile``) runs the last two eagerly inside it.
         nonfinite: ``"propagate"`` (as torch), ``"raise"`` (raise
             :class:`NonFiniteGradientError` before anything changes) or ``"skip"`` (skip the
             whole step and count it in each group's ``"skipped_steps"``).
         state_precision: how the state is stored: ``"fp32"`` (default; the parameter's dtype,
-            as torch), ``"bf16"`` or ``"8bit"`` (block-wise quantized, about 1 byte per
+            as torch, but float32 for 16-bit parameters under the fused and Triton kernels), ``"bf16"`` or ``"8bit"`` (block-wise quantized, about 1 byte per
             element per state tensor; see :mod:`rmsprop.torch.quantized`). Lean precisions
             run on CPU with ``impl="fused"`` or ``"auto"``; every option works with them.
             A state dict loads with any precision and is converted to this optimizer's;
