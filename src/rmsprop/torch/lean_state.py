@@ -88,12 +88,12 @@ def check_state(optimizer: Any, group: dict[str, Any], params: list[Tensor]) -> 
     ones the lean kernel can update and their state has the storage's shapes (a state dict
     loaded for other parameters, say), so that a refused step leaves every group as it was."""
     check_params({"params": params}, group["state_precision"])
-    index_of = {id(p): i for i, p in enumerate(
-        itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups))}
     for p in params:
         problem = storage_problem(optimizer.state.get(p, {}), p)
         if problem:
-            raise ValueError(f"parameter {index_of[id(p)]} (shape {tuple(p.shape)}): {problem}")
+            everyone = itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups)
+            index = next(i for i, q in enumerate(everyone) if q is p)
+            raise ValueError(f"parameter {index} (shape {tuple(p.shape)}): {problem}")
 
 
 def own_settings(group: dict[str, Any]) -> dict[str, Any]:

@@ -307,27 +307,27 @@ def storage_problem(state: Mapping[str, Any], p: Tensor) -> str | None:
     8-bit codes must be uint8 in the parameter's real shape with one float32 scale per block;
     every other state tensor (bfloat16 or full precision) must have the parameter's shape or
     its real shape. The lean kernel addresses state by the parameter's size, so this is checked
-    before state is loaded or stepped, never left to the kernel.
+    before state is loaded or stepped, never left to the kernel. (One pass over ``state``
+    with no tensor made: it runs before every lean step.)
     """
-    real = real_view(p)
-    for name in stored_keys(state):
-        if is_quantized(state, name):
-            codes, scale = state[name + CODES_SUFFIX], state.get(name + SCALE_SUFFIX)
-            if not isinstance(codes, Tensor) or not isinstance(scale, Tensor):
-                return f"state {name!r} needs both {name + CODES_SUFFIX!r} and " \
-                       f"{name + SCALE_SUFFIX!r} tensors"
-            if codes.dtype != torch.uint8 or codes.shape != real.shape:
-                return (f"state {name + CODES_SUFFIX!r} is {codes.dtype} of shape "
-                        f"{tuple(codes.shape)}, the parameter needs uint8 of shape "
-                        f"{tuple(real.shape)}")
-            if scale.dtype != torch.float32 or scale.numel() != blocks_of(real.numel()):
-                return (f"state {name + SCALE_SUFFIX!r} is {scale.dtype} with {scale.numel()} "
-                        f"elements, the parameter needs float32 with {blocks_of(real.numel())}")
-        else:
-            value = state[name]
-            if isinstance(value, Tensor) and value.shape not in (p.shape, real.shape):
-                return (f"state {name!r} has shape {tuple(value.shape)}, the parameter "
-                        f"{tuple(p.shape)}")
+    shape = p.shape
+    real_shape = (*shape, 2) if p.is_complex() else shape
+    for name, value in state.items():
+        if name.endswith(CODES_SUFFIX) and name[: -len(CODES_SUFFIX)] in FORMAT_OF:
+            base = name[: -len(CODES_SUFFIX)]
+            scale = state.get(base + SCALE_SUFFIX)
+            if not isinstance(value, Tensor) or not isinstance(scale, Tensor):
+                return f"state {base!r} needs both {name!r} and {base + SCALE_SUFFIX!r} tensors"
+            if value.dtype != torch.uint8 or value.shape != real_shape:
+                return (f"state {name!r} is {value.dtype} of shape {tuple(value.shape)}, the "
+                        f"parameter needs uint8 of shape {tuple(real_shape)}")
+            blocks = blocks_of(math.prod(real_shape))
+            if scale.dtype != torch.float32 or scale.numel() != blocks:
+                return (f"state {base + SCALE_SUFFIX!r} is {scale.dtype} with {scale.numel()} "
+                        f"elements, the parameter needs float32 with {blocks}")
+        elif name in FORMAT_OF and isinstance(value, Tensor) \
+                and value.shape not in (shape, real_shape):
+            return f"state {name!r} has shape {tuple(value.shape)}, the parameter {tuple(shape)}"
     return None
 
 
