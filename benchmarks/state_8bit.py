@@ -6,7 +6,9 @@ For each parameter layout and option set, in one run:
   ``optimizer.state`` (codes, scales, float32 leftovers, step counters; bitsandbytes' code
   map included) over the number of parameters;
 * **speed**: the median time of ``optimizer.step()``, interleaved (every round times each
-  contender once, in a rotating order, after warm-up rounds);
+  contender once, in a rotating order, after warm-up rounds), in several passes over all the
+  cases (``--passes``), so that a burst of other work on the machine spoils one pass of a case
+  rather than the whole of it;
 * **final loss**: the digits MLP of ``tests/state8bit_tasks.py`` (full batch, 300 steps, two
   seeds), trained with each contender.
 
@@ -137,6 +139,29 @@ def time_case(shapes, options, repeats: int, warmup: int) -> list[dict[str, Any]
     return rows
 
 
+def merge_passes(passes: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of one case timed in several passes, as one: the times pooled, the median and
+    minimum over all of them, and each pass's own median kept (``ms_per_pass``)."""
+    merged = []
+    for rows in zip(*passes):
+        first = rows[0]
+        if "skipped" in first:
+            merged.append(first)
+            continue
+        times = [t for r in rows for t in r["times_ms"]]
+        merged.append({**first, "ms": statistics.median(times), "ms_min": min(times),
+                       "times_ms": times, "ms_per_pass": [r["ms"] for r in rows]})
+    return merged
+
+
+def paired_ratio(rows: list[dict[str, Any]]) -> float:
+    """The median over rounds of (our 8-bit step / our float32 step), the two timed in the same
+    round."""
+    ours8 = next(r for r in rows if r["name"] == "ours-8bit")
+    ours32 = next(r for r in rows if r["name"] == "ours-fp32")
+    return statistics.median(a / b for a, b in zip(ours8["times_ms"], ours32["times_ms"]))
+
+
 def loss_makers(options: dict[str, Any]) -> dict[str, Callable[[Any, float], Any]]:
     makers = {
         "torch.optim": lambda ps, lr: torch.optim.RMSprop(ps, lr=lr, **options),
@@ -184,7 +209,8 @@ def final_losses(config: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
 def _minifloat(exponent_bits: int, mantissa_bits: int) -> "np.ndarray":
     from rmsprop.torch.quantized import CodeFormat
 
-    return np.sort(CodeFormat("study", exponent_bits, mantissa_bits, False).codebook)
+    book = CodeFormat("study", exponent_bits, mantissa_bits, False).codebook
+    return np.sort(book / book.max())
 
 
 def _dynamic_tree() -> "np.ndarray":
@@ -253,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=20, help="rounds per pass")
+    parser.add_argument("--passes", type=int, default=3,
+                        help="passes over all the cases; the rounds of every pass are pooled")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (the fused kernels follow it)")
@@ -267,24 +295,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     results: dict[str, Any] = {"threads": torch.get_num_threads(), "speed": [], "loss": []}
     ratios = []
-    for layout in args.layouts.split(","):
-        for config in args.configs.split(","):
-            rows = time_case(LAYOUTS[layout], CONFIGS[config], args.repeats, args.warmup)
-            results["speed"].append({"layout": layout, "config": config, "rows": rows})
-            print(f"\n{layout}, {config}")
-            base = next(r["ms"] for r in rows if r["name"] == "ours-fp32")
-            for r in rows:
-                if "skipped" in r:
-                    print(f"  {r['name']:<10} skipped ({r['skipped'][:70]})")
-                    continue
-                print(f"  {r['name']:<10} {r['ms']:8.2f} ms (min {r['ms_min']:7.2f})"
-                      f"  {r['ms'] / base:5.2f}x fp32  {r['bytes_per_param']:6.3f} B/param"
-                      f"  {r['note']}")
-            ours8 = next(r for r in rows if r["name"] == "ours-8bit")
-            ours32 = next(r for r in rows if r["name"] == "ours-fp32")
-            paired = statistics.median(
-                a / b for a, b in zip(ours8["times_ms"], ours32["times_ms"]))
-            ratios.append((layout, config, ours8["ms"] / base, paired))
+    cases = [(layout, config) for layout in args.layouts.split(",")
+             for config in args.configs.split(",")]
+    timed: dict[tuple[str, str], list[list[dict[str, Any]]]] = {case: [] for case in cases}
+    for _ in range(args.passes):
+        for layout, config in cases:
+            timed[layout, config].append(
+                time_case(LAYOUTS[layout], CONFIGS[config], args.repeats, args.warmup))
+    for layout, config in cases:
+        rows = merge_passes(timed[layout, config])
+        results["speed"].append({"layout": layout, "config": config, "rows": rows})
+        print(f"\n{layout}, {config}")
+        base = next(r["ms"] for r in rows if r["name"] == "ours-fp32")
+        for r in rows:
+            if "skipped" in r:
+                print(f"  {r['name']:<10} skipped ({r['skipped'][:70]})")
+                continue
+            print(f"  {r['name']:<10} {r['ms']:8.2f} ms (min {r['ms_min']:7.2f})"
+                  f"  {r['ms'] / base:5.2f}x fp32  {r['bytes_per_param']:6.3f} B/param"
+                  f"  {r['note']}")
+        ours8 = next(r for r in rows if r["name"] == "ours-8bit")
+        per_pass = [paired_ratio(pass_rows) for pass_rows in timed[layout, config]]
+        ratios.append((layout, config, ours8["ms"] / base, paired_ratio(rows), per_pass))
     if not args.no_loss:
         seeds = tuple(range(args.seeds))
         for config in ("plain", "momentum", "centered+momentum"):
@@ -310,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print("\nours 8-bit step time / ours float32 fused step time (target <= 1.5):"
           "\n  ratio of the medians, and the median of the ratios within each round (the two"
-          "\n  steps timed back to back: the steadier figure on a shared machine)")
-    for layout, config, ratio, paired in ratios:
-        print(f"  {layout:<15} {config:<18} {ratio:5.2f}x   paired {paired:5.2f}x")
+          "\n  steps timed back to back: the steadier figure on a shared machine), over all"
+          f"\n  {args.passes} passes and (in brackets) in each pass")
+    for layout, config, ratio, paired, per_pass in ratios:
+        passes = " ".join(f"{x:.2f}" for x in per_pass)
+        print(f"  {layout:<15} {config:<18} {ratio:5.2f}x   paired {paired:5.2f}x  ({passes})")
     return 0
 
 

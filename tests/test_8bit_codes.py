@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,6 @@ def minifloat_values(exponent_bits: int, mantissa_bits: int) -> np.ndarray:
 
 def book64(fmt) -> np.ndarray:
     magnitudes = minifloat_values(fmt.exponent_bits, fmt.mantissa_bits)
-    magnitudes = magnitudes / magnitudes.max()
     return np.concatenate([magnitudes, -magnitudes]) if fmt.signed else magnitudes
 
 
@@ -49,7 +50,55 @@ def test_codebook_is_the_minifloat(fmt):
     assert fmt.codebook.dtype == np.float32 and fmt.codebook.shape == (256,)
     np.testing.assert_array_equal(fmt.codebook, expected.astype(np.float32))
     magnitudes = expected[: fmt.max_magnitude_code + 1]
-    assert magnitudes[0] == 0 and magnitudes[-1] == 1 and np.all(np.diff(magnitudes) > 0)
+    assert magnitudes[0] == 0 and magnitudes[-1] == fmt.top and np.all(np.diff(magnitudes) > 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_decoder(signed: bool):
+    import numba
+
+    from rmsprop.torch.kernels.fused_lowbit import decode_signed, decode_unsigned
+
+    @numba.njit
+    def decode_all(codes, scale):
+        out = np.empty(codes.size, np.float32)
+        for i in range(codes.size):
+            s = scale[i // BLOCK]
+            out[i] = decode_signed(codes[i], s, -s) if signed else decode_unsigned(codes[i], s)
+        return out
+
+    return decode_all
+
+
+def dequantize_in_kernel(q: QuantizedTensor) -> torch.Tensor:
+    """``q`` decoded by the fused kernel's decoder (code value times block scale)."""
+    values = _kernel_decoder(q.format.signed)(q.codes.reshape(-1).numpy(), q.scale.numpy())
+    return torch.from_numpy(values).reshape(q.codes.shape)
+
+
+@pytest.fixture(params=[False, True], ids=["ieee", "flush-denormal"])
+def flush_denormal(request):
+    """Run with float32 subnormals flushed to zero too (torch.set_flush_denormal, which some
+    users turn on for speed)."""
+    if request.param and not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    yield request.param
+    torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+def test_kernel_decodes_every_code_to_its_codebook_value(fmt, flush_denormal):
+    """The fused kernel computes each code's value from its bits (no table): every one of the
+    256 codes must give the float64 minifloat, exact in float32, bit for bit, also with
+    subnormals flushed to zero (so the decoding must not pass through one)."""
+    codes = torch.arange(256, dtype=torch.uint8)
+    if not fmt.signed:
+        codes = codes[: fmt.max_magnitude_code + 1]
+    q = QuantizedTensor(codes, torch.ones(1), fmt)
+    expected = book64(fmt)[codes.numpy()].astype(np.float32)
+    assert np.array_equal(expected.astype(np.float64), book64(fmt)[codes.numpy()])  # exact
+    decoded = dequantize_in_kernel(q).numpy()
+    np.testing.assert_array_equal(decoded.view(np.uint32), expected.view(np.uint32))
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
@@ -59,14 +108,16 @@ def test_round_to_nearest_is_the_nearest_code(fmt):
     q = QuantizedTensor.quantize(torch.tensor(x, dtype=torch.float32), fmt, stochastic=False)
     x32 = torch.tensor(x, dtype=torch.float32).double().numpy()
     blocks = np.pad(np.abs(x32), (0, -x32.size % BLOCK)).reshape(-1, BLOCK)
-    np.testing.assert_allclose(q.scale.numpy(), blocks.max(axis=1), rtol=0)
+    # the scale: the block's absmax over the format's top value, in float32
+    np.testing.assert_array_equal(q.scale.numpy(),
+                                  blocks.max(axis=1).astype(np.float32) / np.float32(fmt.top))
     scale = np.repeat(q.scale.numpy().astype(np.float64), BLOCK)[: x.size]
     candidates = book64(fmt)[None, :] * scale[:, None]
     distance = np.abs(candidates - x32[:, None])
     got = dequantize64(q)
     np.testing.assert_allclose(np.abs(got - x32), distance.min(axis=1), rtol=1e-6, atol=0)
     # error bound of the format: half a spacing, 2**-(m+1) relative in the normal range
-    step_sub = 2.0 ** (1 - fmt.bias - fmt.mantissa_bits) / fmt.top * scale
+    step_sub = 2.0 ** (1 - fmt.bias - fmt.mantissa_bits) * scale
     bound = 2.0 ** -(fmt.mantissa_bits + 1) * np.abs(x32) + step_sub / 2
     assert np.all(np.abs(got - x32) <= bound * (1 + 1e-6))
 
@@ -80,7 +131,7 @@ def test_stochastic_rounding_picks_a_neighbour_and_is_unbiased(fmt):
     draws = np.stack([dequantize64(QuantizedTensor.quantize(x32, fmt, seed=s))
                       for s in range(400)])
     ref = x32.double().numpy()
-    scale = 1e3
+    scale = float(np.float32(1e3) / np.float32(fmt.top))
     book = np.sort(book64(fmt) * scale)
     below = book[np.clip(np.searchsorted(book, ref, side="right") - 1, 0, book.size - 1)]
     above = book[np.clip(np.searchsorted(book, ref, side="left"), 0, book.size - 1)]
@@ -130,8 +181,14 @@ def test_a_non_finite_value_poisons_its_block_only(bad):
 
 
 def test_zero_block_and_filled_values_are_exact():
-    for fmt, value in ((UNSIGNED, 0.0), (UNSIGNED, 1.0), (UNSIGNED, 0.37), (SIGNED, 0.0)):
+    rng = np.random.default_rng(5)
+    wide = [float(x) for x in np.float32(wide_values(rng, 200, signed=False))]
+    cases = [(UNSIGNED, v) for v in [0.0, 1.0, 0.37, 1e-30, 1.7e38] + wide]
+    cases += [(SIGNED, v) for v in [0.0, -1.0, 0.37, -2.5e-12] + wide[:50]]
+    for fmt, value in cases:
         q = QuantizedTensor.filled(torch.Size([BLOCK + 3]), value, fmt, "cpu")
-        assert torch.equal(q.dequantize(), torch.full((BLOCK + 3,), value))
+        expected = torch.full((BLOCK + 3,), value)
+        assert torch.equal(q.dequantize(), expected), (fmt.name, value)
+        assert torch.equal(dequantize_in_kernel(q), expected), (fmt.name, value)
     q = QuantizedTensor.quantize(torch.zeros(BLOCK + 3), SIGNED)
     assert torch.equal(q.dequantize(), torch.zeros(BLOCK + 3))

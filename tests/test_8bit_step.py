@@ -33,7 +33,7 @@ def stored32(state: dict, name: str) -> np.ndarray:
     value times the float32 scale, rounded to float32 (the storage's definition)."""
     if name + ".codes" in state:
         codes = state[name + ".codes"].reshape(-1).numpy().astype(np.int64)
-        scale = np.repeat(state[name + ".scale"].numpy(), BLOCK)[: codes.size]
+        scale = np.repeat(state[name + ".block_scale"].numpy(), BLOCK)[: codes.size]
         return book64(FORMAT_OF[name]).astype(np.float32)[codes] * scale
     return state[name].reshape(-1).float().numpy()
 
@@ -54,7 +54,8 @@ def stored_names(spec, precision: str) -> dict[str, str]:
 
 
 def rounding_bound(name: str, ref: np.ndarray, scale: np.ndarray, precision: str) -> np.ndarray:
-    """One code spacing (stochastic rounding picks one of the two neighbours)."""
+    """One code spacing (stochastic rounding picks one of the two neighbours); ``scale``: the
+    block's absmax."""
     if precision == "bf16":
         return 2.0**-7 * np.abs(ref) + 1e-30
     fmt = FORMAT_OF[name]
@@ -92,11 +93,12 @@ def check_one_spec(spec, precision: str, rng, n: int = 3 * BLOCK + 37, steps: in
             ref = ref.astype(np.float64)
             got = stored32(opt.state[p], name).astype(np.float64)
             if precision == "8bit":
-                scale = np.repeat(opt.state[p][name + ".scale"].numpy().astype(np.float64),
-                                  BLOCK)[:n]
                 absmax = np.abs(np.pad(ref, (0, -n % BLOCK))).reshape(-1, BLOCK).max(axis=1)
-                np.testing.assert_array_equal(opt.state[p][name + ".scale"].numpy(), absmax,
+                top = np.float32(FORMAT_OF[name].top)
+                np.testing.assert_array_equal(opt.state[p][name + ".block_scale"].numpy(),
+                                              absmax.astype(np.float32) / top,
                                               err_msg=f"{spec} {name} scale")
+                scale = np.repeat(absmax, BLOCK)[:n]
             else:
                 scale = np.zeros(n)
             excess = np.abs(got - ref) - rounding_bound(name, ref, scale, precision)
@@ -240,6 +242,40 @@ def test_state_dict_round_trip_continues_bit_for_bit(precision):
     for p, q in zip(model.parameters(), model2.parameters()):
         for key, value in opt.state[p].items():
             assert torch.equal(value, opt2.state[q][key]), key
+
+
+def test_state_dicts_of_the_first_8bit_format_load_with_their_values():
+    """0.1.0 stored each block's absmax as ``".scale"`` and read codes with a codebook divided
+    by the format's top value: such a state dict loads into this format (``".block_scale"``)
+    with every value within two ulps of what 0.1.0 read, and the step goes on."""
+    options = {"momentum": 0.9, "centered": True, "amsgrad": True}
+    model, opt = make_pair("8bit", **options)
+    run_steps(model, opt, seed=0, steps=3)
+    legacy = opt.state_dict()
+    old_values = {}
+    for index, state in legacy["state"].items():
+        for name in [k[: -len(".block_scale")] for k in state if k.endswith(".block_scale")]:
+            fmt = FORMAT_OF[name]
+            absmax = state.pop(name + ".block_scale") * np.float32(fmt.top)
+            state[name + ".scale"] = absmax
+            book = book64(fmt).astype(np.float32) / np.float32(fmt.top)  # 0.1.0's codebook
+            codes = state[name + ".codes"].reshape(-1).numpy()
+            scale = np.repeat(absmax.numpy(), BLOCK)[: codes.size]
+            old_values[index, name] = book[codes] * scale
+    saved = through_bytes(legacy)
+    keys_before = {i: sorted(s) for i, s in saved["state"].items()}
+
+    model2, opt2 = make_pair("8bit", **options)
+    model2.load_state_dict(model.state_dict())
+    opt2.load_state_dict(saved)
+    assert {i: sorted(s) for i, s in saved["state"].items()} == keys_before  # not modified
+    loaded = opt2.state_dict()["state"]
+    assert old_values and all(not k.endswith(".scale") for s in loaded.values() for k in s)
+    for (index, name), old in old_values.items():
+        new = stored32(loaded[index], name)
+        np.testing.assert_allclose(new, old, rtol=2.5e-7, atol=0, err_msg=name)
+    run_steps(model2, opt2, seed=1, steps=2)
+    assert all(torch.isfinite(p).all() for p in model2.parameters())
 
 
 def test_bf16_model_keeps_float32_scales_through_load():

@@ -10,6 +10,6 @@ Framework modules (``rmsprop.torch``, ``rmsprop.optax``) are imported on their o
 
 from .spec import FLAVORS, RMSpropSpec, flavors, resolve
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["RMSpropSpec", "FLAVORS", "flavors", "resolve", "__version__"]

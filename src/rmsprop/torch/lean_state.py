@@ -39,10 +39,11 @@ from .quantized import (
     real_view,
     storage_of,
     storage_problem,
+    upgrade_legacy_scales,
 )
 
 __all__ = ["check_storage", "check_params", "check_state", "own_settings", "step", "loading",
-           "LEAN_DTYPES"]
+           "upgraded", "LEAN_DTYPES"]
 
 LEAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.complex64)
 """Parameter dtypes the lean-state kernel updates (the update is computed in float32)."""
@@ -178,6 +179,17 @@ def decode_for_writing(state: dict[str, Any], p: Tensor) -> None:
 
 def _is_centered(group: dict[str, Any]) -> bool:
     return bool(group.get("centered", False))
+
+
+def upgraded(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` with 8-bit state saved by 0.1.0 read in this format
+    (:func:`~rmsprop.torch.quantized.upgrade_legacy_scales`): a new dict that shares the
+    tensors, or ``state_dict`` itself (never modified) when nothing is old."""
+    states = {key: upgrade_legacy_scales(value) if isinstance(value, dict) else value
+              for key, value in state_dict["state"].items()}
+    if all(states[key] is value for key, value in state_dict["state"].items()):
+        return state_dict
+    return {**state_dict, "state": states}
 
 
 @contextlib.contextmanager

@@ -234,6 +234,7 @@ class RMSprop(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first."""
+        state_dict = lean_state.upgraded(state_dict)
         for index, group in enumerate(state_dict["param_groups"]):
             merged = {**self.defaults, **group}
             if index < len(self.param_groups):  # how our groups run and store state stays ours

@@ -5,20 +5,27 @@ parameter with at least ``min_8bit_size`` elements as
 
 * ``codes``: one ``uint8`` per element (in the parameter's real shape), and
 * ``scale``: one ``float32`` per block of :data:`BLOCK` = 256 consecutive elements (row-major
-  order), the block's absolute maximum;
+  order), the block's absolute maximum over the format's top value (``absmax / top``);
 
-and the value of element ``i`` is ``codebook[codes[i]] * scale[i // 256]`` (float32 product;
-:attr:`CodeFormat.codebook`). In the optimizer's ``state`` (and its ``state_dict()``) they are
-the tensors ``"square_avg.codes"`` and ``"square_avg.scale"`` (likewise ``max_square_avg``,
+and the value of element ``i`` is ``codebook[codes[i]] * scale[i // 256]``, one float32
+product of two exact numbers (:attr:`CodeFormat.codebook`: the minifloat values themselves).
+In the optimizer's ``state`` (and its ``state_dict()``) they are the tensors
+``"square_avg.codes"`` and ``"square_avg.block_scale"`` (likewise ``max_square_avg``,
 ``grad_avg``, ``momentum_buffer``; centered state keeps ``"variance"`` and ``"max_variance"``
 instead of v and vmax, see :data:`VARIANCE_OF`): plain tensors, so
 ``torch.save(..., weights_only=True)`` and safetensors take them as they are. Bytes per
 parameter: 1 + 4/256 = 1.016 per state tensor (float32: 4).
 
+rmsprop 0.1.0 stored ``".scale"``, the block absmax itself, and read the codes with a codebook
+divided by ``top`` (one more rounding, and a division in the kernel); its state dicts load
+through :func:`upgrade_legacy_scales` (codes kept, scale divided by ``top``: each value moves
+by at most two ulps).
+
 The codes are 8-bit minifloats scaled per block so the block's absmax is the top code; the
-256-entry codebooks are module constants shared by every tensor. Parameters smaller than
-``min_8bit_size`` (default 4096, as bitsandbytes) keep full-precision state: their state is a
-small share of the memory.
+256-entry codebooks are module constants shared by every tensor. A code's value is exact in
+float32 and the fused kernel computes it from the code's bits, so that decoding costs a few
+vector operations and no table. Parameters smaller than ``min_8bit_size`` (default 4096, as
+bitsandbytes) keep full-precision state: their state is a small share of the memory.
 
 Formats. Dettmers et al. ("8-bit Optimizers via Block-wise Quantization", ICLR 2022) use a
 "dynamic tree" code, found by table search; a minifloat has the same shape (geometric spacing,
@@ -76,6 +83,7 @@ __all__ = [
     "stored_keys",
     "state_nbytes",
     "storage_problem",
+    "upgrade_legacy_scales",
 ]
 
 BLOCK = 256
@@ -88,12 +96,15 @@ torch does (float32 for float32 parameters)."""
 DEFAULT_MIN_8BIT_SIZE = 4096
 """Parameters with fewer elements keep full-precision state under ``state_precision="8bit"``."""
 
-CODES_SUFFIX, SCALE_SUFFIX = ".codes", ".scale"
+CODES_SUFFIX, SCALE_SUFFIX = ".codes", ".block_scale"
+LEGACY_SCALE_SUFFIX = ".scale"
+"""0.1.0's block absmax (see :func:`upgrade_legacy_scales`)."""
 
 
 @dataclass(frozen=True)
 class CodeFormat:
-    """An 8-bit minifloat scaled so that its largest magnitude is 1.
+    """An 8-bit minifloat, scaled per block so that its largest magnitude ``top`` stands for
+    the block's absmax.
 
     Magnitude fields: ``e`` exponent bits, ``m`` mantissa bits (``e + m = 8`` unsigned, 7 plus
     a sign bit signed), bias ``2**e``: the top binade is [1/2, 1), the largest raw magnitude is
@@ -116,19 +127,10 @@ class CodeFormat:
         return 1.0 - 2.0 ** -(self.mantissa_bits + 1)
 
     @property
-    def min_normal_bits(self) -> int:
-        """The float32 bit pattern of the smallest normal raw magnitude, 2**(1 - bias)."""
-        return (127 + 1 - self.bias) << 23
-
-    @property
     def offset(self) -> int:
-        """``code = (float32 bits >> (23 - m)) - offset`` in the normal range."""
+        """``code = (float32 bits >> (23 - m)) - offset`` in the normal range (and
+        ``bits = (code + offset) << (23 - m)``)."""
         return (127 - self.bias) << self.mantissa_bits
-
-    @property
-    def subnormal_scale(self) -> float:
-        """``code = floor(raw * subnormal_scale)`` below the smallest normal."""
-        return 2.0 ** (self.bias - 1 + self.mantissa_bits)
 
     @property
     def max_magnitude_code(self) -> int:
@@ -148,9 +150,9 @@ class CodeFormat:
 
     @cached_property
     def codebook(self) -> np.ndarray:
-        """The value of each of the 256 codes, for a block whose scale is 1 (float32)."""
-        # raw / top in float32 arithmetic (both exact float32s): the kernel computes the same
-        magnitudes = self.raw_magnitudes().astype(np.float32) / np.float32(self.top)
+        """The value of each of the 256 codes, for a block whose scale is 1 (float32, exact:
+        at most ``m + 1`` significant bits)."""
+        magnitudes = self.raw_magnitudes().astype(np.float32)
         if not self.signed:
             return magnitudes
         return np.concatenate([magnitudes, -magnitudes]).astype(np.float32)
@@ -219,7 +221,7 @@ class QuantizedTensor:
     format: CodeFormat
 
     def dequantize(self) -> Tensor:
-        """The float32 values: ``codebook[codes] * scale[block]``."""
+        """The float32 values: ``codebook[codes] * scale[block]`` (rounded once)."""
         flat = self.codes.reshape(-1).long()
         book = self.format.codebook_tensor.to(self.codes.device)
         scale = self.scale.repeat_interleave(BLOCK)[: flat.numel()]
@@ -242,18 +244,46 @@ class QuantizedTensor:
 
     @staticmethod
     def filled(shape: torch.Size, value: float, fmt: CodeFormat, device: Any) -> "QuantizedTensor":
-        """Every element equal to ``value`` (>= 0 or any sign for a signed format), exactly."""
+        """Every element equal to ``value`` (>= 0, or any sign for a signed format), exactly:
+        the code of 1/2 (a power of two, in the top binade) with the scale ``2 * |value|``."""
         numel = math.prod(shape)
-        top_code = fmt.max_magnitude_code if value >= 0 else fmt.max_magnitude_code | 128
-        code = top_code if value != 0 else 0
+        magnitude = float(np.float32(abs(value)))
+        code = (fmt.bias - 1) * 2**fmt.mantissa_bits  # exponent field of 2**-1, mantissa 0
+        scale = 2.0 * magnitude
+        if not math.isfinite(float(np.float32(scale))):  # over float32's max / 2: the nearest
+            code, scale = fmt.max_magnitude_code, magnitude / fmt.top
+        if magnitude == 0:
+            code = 0
+        elif value < 0:
+            code |= 128
         return QuantizedTensor(
             torch.full(shape, code, dtype=torch.uint8, device=device),
-            torch.full((blocks_of(numel),), abs(value), dtype=torch.float32, device=device),
+            torch.full((blocks_of(numel),), scale, dtype=torch.float32, device=device),
             fmt,
         )
 
     def nbytes(self) -> int:
         return self.codes.nbytes + self.scale.nbytes
+
+
+def upgrade_legacy_scales(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """One parameter's state with 0.1.0's ``".scale"`` entries (the block absmax, read with a
+    codebook divided by ``top``) replaced by this format's ``".block_scale"`` (``absmax / top``
+    in float32; the codes are the same); ``state`` itself when it has none."""
+    legacy = [name for name in state if name.endswith(LEGACY_SCALE_SUFFIX)
+              and name[: -len(LEGACY_SCALE_SUFFIX)] in FORMAT_OF
+              and name[: -len(LEGACY_SCALE_SUFFIX)] + CODES_SUFFIX in state]
+    if not legacy:
+        return state
+    upgraded = {k: v for k, v in state.items() if k not in legacy}
+    for name in legacy:
+        base, absmax = name[: -len(LEGACY_SCALE_SUFFIX)], state[name]
+        if isinstance(absmax, Tensor) and absmax.is_floating_point():
+            top = torch.tensor(FORMAT_OF[base].top, dtype=torch.float32)
+            upgraded[base + SCALE_SUFFIX] = absmax.to(torch.float32) / top.to(absmax.device)
+        else:  # left for storage_problem to name
+            upgraded[name] = absmax
+    return upgraded
 
 
 def is_quantized(state: Mapping[str, Any], key: str = "square_avg") -> bool:

@@ -7,7 +7,7 @@ parameter, the gradient and the stored state once, in two kinds of vectorised lo
    up; or widens bfloat16), runs :func:`rmsprop.torch.kernels.fused_cpu.rmsprop_element` (the
    function ``impl="fused"`` runs on float32 state: the math exists once), writes the new
    parameter, and keeps the new state values in local buffers of 256 (in L1) with each
-   buffer's absmax (the new scale);
+   buffer's absmax (which gives the new scale);
 2. one loop per state tensor encodes its buffer, rounding stochastically by default (see
    :mod:`rmsprop.torch.quantized` for the formats and why).
 
@@ -23,10 +23,13 @@ resumed from a state dict continues bit for bit.
 Threads: the kernel releases the GIL and runs on the thread pool of :mod:`.fused_cpu`, as many
 threads as torch uses, each on a run of chunks of equal size.
 
-Compile-time variants: which state tensors exist (amsgrad, centered, momentum), the storage,
-the parameter dtype and the rounding. The other options are run-time flags, as in
-:mod:`.fused_cpu`, so the option matrix costs at most 8 compilations per storage and dtype,
-each cached on disk by numba.
+Compile-time variants: which state tensors exist (amsgrad, centered, momentum), the form of
+momentum (``lr_in_momentum``, ``nesterov``), the storage, the parameter dtype and the
+rounding. The other options are run-time flags, as in :mod:`.fused_cpu`, so the option matrix
+costs at most 20 compilations per storage and dtype, each cached on disk by numba. The form of
+momentum is compiled in because LLVM turns those two flags into selects, computing all four
+forms for every element: this step is bound by arithmetic, not memory, and that cost 15 % of
+a momentum step.
 """
 
 from __future__ import annotations
@@ -159,7 +162,8 @@ def block_top_bits(values, n):
 @njit(inline="always")
 def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_normal,
             offset, mantissa_bits, max_code):
-    """Quantize one block, ``values[:n]`` into ``codes[:n]``; returns the scale (absmax).
+    """Quantize one block, ``values[:n]`` into ``codes[:n]``; returns its scale, the absmax
+    over ``top`` (the value of a code is its raw value times the scale).
 
     ``top_bits`` is :func:`block_top_bits` of the values, taken by the caller (the kernel
     takes it in its update loop, where it costs nothing).
@@ -207,44 +211,53 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
         if signed:
             code = _U32(code | _U32(_U32(_bits(x) >> _U32(24)) & _U32(128)))
         codes[i] = code
-    return absmax
+    return absmax / top
 
 
 @njit(inline="always")
-def _decode(code, signed, top, smallest_normal, offset, mantissa_bits):
-    """The codebook value of ``code``, computed (``raw / top``, as
-    :attr:`~rmsprop.torch.quantized.CodeFormat.codebook` is built): integer operations and
-    one division that vectorise, where a table lookup would be a gather that does not."""
+def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
+    """The codebook value of the magnitude code ``magnitude``
+    (:attr:`~rmsprop.torch.quantized.CodeFormat.codebook`), computed from its bits: shifted
+    into a float32's mantissa and exponent fields, the exponent rebiased by adding
+    ``normal_bits = (127 - bias) << 23``. A subnormal code (field 0: ``f * 2**-m * c`` with
+    ``c = 2**(1 - bias)``, the smallest normal) is read as the normal ``c * (1 + f * 2**-m)``
+    less ``c``, exactly. Integer operations, a select and a subtraction that vectorise, where a
+    table lookup would be a gather that does not; and no float32 subnormal anywhere, so that a
+    flush-to-zero mode (``torch.set_flush_denormal(True)``) changes nothing."""
+    below = magnitude < _U32(1 << mantissa_bits)
+    exponent = _U32(normal_bits + _U32(1 << 23)) if below else normal_bits
+    value = _float(_U32(_U32(magnitude << _U32(23 - mantissa_bits)) + exponent))
+    return value - smallest_normal if below else value
+
+
+@njit(inline="always")
+def decode_unsigned(code, scale):
+    """The value of an unsigned code (:data:`~rmsprop.torch.quantized.UNSIGNED`) in a block of
+    scale ``scale``: ``codebook[code] * scale``."""
+    return _magnitude(_U32(code), _U_M, _U_NORMAL_BITS, _U_SMALLEST) * scale
+
+
+@njit(inline="always")
+def decode_signed(code, scale, negative_scale):
+    """The value of a signed code (:data:`~rmsprop.torch.quantized.SIGNED`) in a block of scale
+    ``scale``, ``codebook[code] * scale``, as the magnitude times ``scale`` or
+    ``negative_scale = -scale`` (the same product: rounding is symmetric); the sign picks a
+    scale, which is cheaper than setting the bit in each value."""
     c = _U32(code)
-    magnitude = _U32(c & _U32(127)) if signed else c
-    below = magnitude < _U32(1 << mantissa_bits)  # subnormal: decode c + 2**m, minus c
-    shift = _U32(23 - mantissa_bits)
-    biased = _U32(magnitude + (_U32(1 << mantissa_bits) + offset if below else offset))
-    raw = _float(_U32(biased << shift))
-    raw = raw - smallest_normal if below else raw
-    value = raw / top
-    if signed:  # bit 7 of the code to the float's sign bit
-        value = _float(_U32(_bits(value) | _U32(_U32(c & _U32(128)) << _U32(24))))
-    return value
-
-
-@njit(inline="always")
-def decode_unsigned(code):
-    return _decode(code, _U_SIGNED, _U_TOP, _U_SMALLEST, _U_OFFSET, _U_M)
-
-
-@njit(inline="always")
-def decode_signed(code):
-    return _decode(code, _S_SIGNED, _S_TOP, _S_SMALLEST, _S_OFFSET, _S_M)
+    magnitude = _magnitude(_U32(c & _U32(127)), _S_M, _S_NORMAL_BITS, _S_SMALLEST)
+    return magnitude * (negative_scale if c & _U32(128) else scale)
 
 
 def _format_constants(fmt: CodeFormat) -> tuple:
     return (fmt.signed, np.float32(fmt.top), np.float32(2.0 ** (1 - fmt.bias)),
-            _U32(fmt.offset), fmt.mantissa_bits, _U32(fmt.max_magnitude_code))
+            _U32(fmt.offset), fmt.mantissa_bits, _U32(fmt.max_magnitude_code),
+            _U32(fmt.offset << (23 - fmt.mantissa_bits)))
 
 
-(_U_SIGNED, _U_TOP, _U_SMALLEST, _U_OFFSET, _U_M, _U_MAX) = _format_constants(UNSIGNED)
-(_S_SIGNED, _S_TOP, _S_SMALLEST, _S_OFFSET, _S_M, _S_MAX) = _format_constants(SIGNED)
+(_U_SIGNED, _U_TOP, _U_SMALLEST, _U_OFFSET, _U_M, _U_MAX,
+ _U_NORMAL_BITS) = _format_constants(UNSIGNED)
+(_S_SIGNED, _S_TOP, _S_SMALLEST, _S_OFFSET, _S_M, _S_MAX,
+ _S_NORMAL_BITS) = _format_constants(SIGNED)
 # numba folds the constants above into the compiled code but keys its disk cache on a
 # function's own bytecode and closure only: the compiled functions capture this fingerprint so
 # that a change of format (in rmsprop.torch.quantized) compiles them afresh.
@@ -319,6 +332,8 @@ class LowbitVariant(NamedTuple):
     amsgrad: bool
     centered: bool
     momentum: bool
+    lr_in_momentum: bool  # False without momentum
+    nesterov: bool  # False without momentum
     param_format: str  # "f32", "bf16", "f16"
     storage: str  # "8bit", "bf16"
     stochastic: bool
@@ -333,7 +348,8 @@ _PARAM, _GRAD, _CODES, _SCALES = 0, 1, 2, 6
 @functools.lru_cache(maxsize=None)
 def kernel_for(variant: LowbitVariant):
     """The kernel of one variant (a closure whose captured flags numba folds as constants)."""
-    amsgrad, centered, momentum, param_format, storage, stochastic = variant
+    amsgrad, centered, momentum, lr_in_momentum, nesterov, param_format, storage, stochastic = \
+        variant
     p_raw = _PARAM_RAW[param_format]
     p_bf16, p_f16 = param_format == "bf16", param_format == "f16"
     q8 = storage == "8bit"
@@ -343,8 +359,7 @@ def kernel_for(variant: LowbitVariant):
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
     def kernel(first, last, addresses, numels, chunk_tensor, chunk_block, chunk_count, hyper,
-               corrections, seeds, ubook, sbook, maximize, l2, decoupled, bias_correction,
-               eps_in_sqrt, lr_in_momentum, nesterov):
+               corrections, seeds, maximize, l2, decoupled, bias_correction, eps_in_sqrt):
         """Chunks ``first`` to ``last`` (excluded) of the chunk table."""
         assert len(formats) == 5  # the fingerprint, kept in the closure (see _FORMATS)
         lr, rho, one_minus_rho, eps = hyper[0], hyper[1], hyper[2], hyper[3]
@@ -387,10 +402,10 @@ def kernel_for(variant: LowbitVariant):
                 gbar_top, b_top = _U32(0), _U32(0)
                 for i in range(n):
                     if q8:
-                        v = decode_unsigned(v_block[i]) * sv
-                        vmax = decode_unsigned(vmax_block[i]) * svmax if amsgrad else zero
-                        gbar = decode_signed(gbar_block[i]) * sgbar if centered else zero
-                        b = decode_signed(b_block[i]) * sb if momentum else zero
+                        v = decode_unsigned(v_block[i], sv)
+                        vmax = decode_unsigned(vmax_block[i], svmax) if amsgrad else zero
+                        gbar = decode_signed(gbar_block[i], sgbar, -sgbar) if centered else zero
+                        b = decode_signed(b_block[i], sb, -sb) if momentum else zero
                     else:
                         v = _bf16_to_f32(v_block[i])
                         vmax = _bf16_to_f32(vmax_block[i]) if amsgrad else zero
@@ -501,6 +516,8 @@ def step_lowbit(
         return
     flags = flags_of(spec)
     variant = LowbitVariant(flags.amsgrad, flags.centered, flags.momentum,
+                            flags.momentum and flags.lr_in_momentum,
+                            flags.momentum and flags.nesterov,
                             _FORMAT_OF_DTYPE[params[0].dtype], storage, stochastic)
     present = (True, flags.amsgrad, flags.centered, flags.momentum)
     addresses = np.zeros((_SCALES + 4, len(params)), dtype=np.int64)
@@ -526,6 +543,5 @@ def step_lowbit(
     run_on_threads(
         kernel_for(variant), chunk_elements,
         addresses, numels, chunk_tensor, chunk_block, chunk_count, hyper, corrections, seeds,
-        UNSIGNED.codebook, SIGNED.codebook, flags.maximize, flags.l2, flags.decoupled,
-        flags.bias_correction, flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov,
+        flags.maximize, flags.l2, flags.decoupled, flags.bias_correction, flags.eps_in_sqrt,
     )
