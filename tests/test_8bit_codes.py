@@ -180,6 +180,51 @@ def test_a_non_finite_value_poisons_its_block_only(bad):
     assert back[:BLOCK].isfinite().all() and back[2 * BLOCK :].isfinite().all()
 
 
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+def test_blocks_at_the_ends_of_float32_stay_finite(fmt):
+    """A block whose absmax / top overflows float32 keeps a finite scale (float32's max: the
+    largest values read at most 6.25 % low), and a block of subnormals is stored as zeros
+    (where ``top / absmax`` overflows), rather than every element reading as inf, NaN or the
+    absmax."""
+    f32max = float(np.finfo(np.float32).max)
+    rng = np.random.default_rng(4)
+    big = rng.uniform(0.0, 1.0, 2 * BLOCK) * 1e30
+    big[3], big[BLOCK + 7] = 3.3e38, f32max
+    tiny = np.zeros(BLOCK)
+    tiny[5:50] = 2e-39
+    x = np.concatenate([big, tiny])
+    if fmt.signed:
+        x = x * rng.choice([-1.0, 1.0], size=x.size)
+    x32 = torch.tensor(x, dtype=torch.float32)
+    for stochastic in (False, True):
+        q = QuantizedTensor.quantize(x32, fmt, stochastic=stochastic)
+        back = q.dequantize().double().numpy()
+        ref = x32.double().numpy()
+        assert np.isfinite(back).all()
+        np.testing.assert_array_equal(q.scale.numpy()[:2], np.float32(f32max))
+        step = 2.0 ** (1 - fmt.bias - fmt.mantissa_bits) * f32max  # the subnormal spacing
+        assert np.all(np.abs(back - ref) <= 2.0**-fmt.mantissa_bits * np.abs(ref) + step)
+        for i in (3, BLOCK + 7):
+            assert 0.93 * abs(ref[i]) <= abs(back[i]) <= abs(ref[i])
+        np.testing.assert_array_equal(back[2 * BLOCK:], 0.0)
+        torch.testing.assert_close(dequantize_in_kernel(q), q.dequantize(), rtol=0, atol=0)
+
+
+def test_a_huge_square_average_steps_finite_in_8_bits():
+    """v of about 3.4e38 (finite in float32) must not turn its block to NaN at 8 bits."""
+    from rmsprop.torch import RMSprop
+
+    for precision in ("fp32", "8bit"):
+        p = torch.nn.Parameter(torch.ones(4 * BLOCK))
+        opt = RMSprop([p], lr=1e-3, alpha=0.01, state_precision=precision, min_8bit_size=0)
+        p.grad = torch.full_like(p, 1e-3)
+        p.grad[0] = 1.84e19
+        opt.step()
+        p.grad = torch.full_like(p, 1e-3)
+        opt.step()
+        assert torch.isfinite(p).all(), precision
+
+
 def test_zero_block_and_filled_values_are_exact():
     rng = np.random.default_rng(5)
     wide = [float(x) for x in np.float32(wide_values(rng, 200, signed=False))]
@@ -190,5 +235,13 @@ def test_zero_block_and_filled_values_are_exact():
         expected = torch.full((BLOCK + 3,), value)
         assert torch.equal(q.dequantize(), expected), (fmt.name, value)
         assert torch.equal(dequantize_in_kernel(q), expected), (fmt.name, value)
+    f32max = float(np.finfo(np.float32).max)
+    for fmt, value in [(UNSIGNED, 1.8e38), (UNSIGNED, 3.3e38), (SIGNED, -f32max)]:
+        q = QuantizedTensor.filled(torch.Size([BLOCK]), value, fmt, "cpu")  # top code
+        back = q.dequantize().double()
+        assert torch.equal(dequantize_in_kernel(q).double(), back)
+        assert back.isfinite().all() and torch.all(back * np.sign(value) <= abs(value))
+        assert torch.all(back * np.sign(value) >= (0.93 if abs(value) > 3.19e38 else 0.9999)
+                         * abs(value))
     q = QuantizedTensor.quantize(torch.zeros(BLOCK + 3), SIGNED)
     assert torch.equal(q.dequantize(), torch.zeros(BLOCK + 3))

@@ -244,31 +244,52 @@ def test_state_dict_round_trip_continues_bit_for_bit(precision):
             assert torch.equal(value, opt2.state[q][key]), key
 
 
-def test_state_dicts_of_the_first_8bit_format_load_with_their_values():
+def make_legacy(state: dict) -> dict[str, np.ndarray]:
+    """Turn one parameter's 8-bit state into 0.1.0's layout in place (``".scale"``: the block
+    absmax, read with the codebook divided by the format's top value); returns the values
+    0.1.0 read from it."""
+    values = {}
+    for name in [k[: -len(".block_scale")] for k in state if k.endswith(".block_scale")]:
+        fmt = FORMAT_OF[name]
+        absmax = state.pop(name + ".block_scale") * np.float32(fmt.top)
+        state[name + ".scale"] = absmax
+        book = book64(fmt).astype(np.float32) / np.float32(fmt.top)  # 0.1.0's codebook
+        codes = state[name + ".codes"].reshape(-1).numpy()
+        values[name] = book[codes] * np.repeat(absmax.numpy(), BLOCK)[: codes.size]
+    return values
+
+
+@pytest.mark.parametrize("route", ["load_state_dict", "rmsprop.checkpoint"])
+def test_state_of_the_first_8bit_format_loads_with_its_values(route, tmp_path):
     """0.1.0 stored each block's absmax as ``".scale"`` and read codes with a codebook divided
-    by the format's top value: such a state dict loads into this format (``".block_scale"``)
-    with every value within two ulps of what 0.1.0 read, and the step goes on."""
+    by the format's top value: such state loads into this format (``".block_scale"``), through
+    ``load_state_dict`` and through ``rmsprop.checkpoint``, with every value within two ulps of
+    what 0.1.0 read, the caller's dict untouched, and the step goes on."""
+    from rmsprop import checkpoint
+
     options = {"momentum": 0.9, "centered": True, "amsgrad": True}
     model, opt = make_pair("8bit", **options)
     run_steps(model, opt, seed=0, steps=3)
-    legacy = opt.state_dict()
+    params = list(model.parameters())
     old_values = {}
-    for index, state in legacy["state"].items():
-        for name in [k[: -len(".block_scale")] for k in state if k.endswith(".block_scale")]:
-            fmt = FORMAT_OF[name]
-            absmax = state.pop(name + ".block_scale") * np.float32(fmt.top)
-            state[name + ".scale"] = absmax
-            book = book64(fmt).astype(np.float32) / np.float32(fmt.top)  # 0.1.0's codebook
-            codes = state[name + ".codes"].reshape(-1).numpy()
-            scale = np.repeat(absmax.numpy(), BLOCK)[: codes.size]
-            old_values[index, name] = book[codes] * scale
-    saved = through_bytes(legacy)
-    keys_before = {i: sorted(s) for i, s in saved["state"].items()}
+    if route == "load_state_dict":
+        legacy = opt.state_dict()
+        for index, state in legacy["state"].items():
+            old_values.update({(index, k): v for k, v in make_legacy(state).items()})
+        saved = through_bytes(legacy)
+        keys_before = {i: sorted(s) for i, s in saved["state"].items()}
+    else:
+        for index, p in enumerate(params):
+            old_values.update({(index, k): v for k, v in make_legacy(opt.state[p]).items()})
+        checkpoint.save(tmp_path / "run.ckpt", opt, model)
 
     model2, opt2 = make_pair("8bit", **options)
-    model2.load_state_dict(model.state_dict())
-    opt2.load_state_dict(saved)
-    assert {i: sorted(s) for i, s in saved["state"].items()} == keys_before  # not modified
+    if route == "load_state_dict":
+        model2.load_state_dict(model.state_dict())
+        opt2.load_state_dict(saved)
+        assert {i: sorted(s) for i, s in saved["state"].items()} == keys_before  # untouched
+    else:
+        checkpoint.load(tmp_path / "run.ckpt", opt2, model2)
     loaded = opt2.state_dict()["state"]
     assert old_values and all(not k.endswith(".scale") for s in loaded.values() for k in s)
     for (index, name), old in old_values.items():

@@ -302,6 +302,7 @@ def _plan_optimizer(
             name: _decode_value(entry, tensors, f"state {name!r} of {what}")
             for name, entry in entries.items()
         }
+        param_state = _upgraded(param_state)
         _check_state(optimizer, new_groups[index_of[index]], p, param_state, what)
         for name, value in param_state.items():  # must fit state the optimizer already has
             have = current_state.get(p, {}).get(name)
@@ -345,6 +346,16 @@ def _validate_group(optimizer: Any, g: int, group: dict[str, Any]) -> None:
         raise OptionsMismatchError(
             f"param group {g}: invalid options in the checkpoint: {error}"
         ) from None
+
+
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """8-bit state saved by rmsprop 0.1.0 in this version's format (``.scale`` keys only
+    exist there, so other optimizers' state is left as it is)."""
+    if not any(name.endswith(".scale") for name in state):
+        return state
+    from ..torch.quantized import upgrade_legacy_scales
+
+    return dict(upgrade_legacy_scales(state))
 
 
 def _check_state(

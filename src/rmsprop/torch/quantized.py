@@ -5,7 +5,8 @@ parameter with at least ``min_8bit_size`` elements as
 
 * ``codes``: one ``uint8`` per element (in the parameter's real shape), and
 * ``scale``: one ``float32`` per block of :data:`BLOCK` = 256 consecutive elements (row-major
-  order), the block's absolute maximum over the format's top value (``absmax / top``);
+  order), the block's absolute maximum over the format's top value (``absmax / top``, at
+  most float32's max);
 
 and the value of element ``i`` is ``codebook[codes[i]] * scale[i // 256]``, one float32
 product of two exact numbers (:attr:`CodeFormat.codebook`: the minifloat values themselves).
@@ -19,13 +20,15 @@ parameter: 1 + 4/256 = 1.016 per state tensor (float32: 4).
 rmsprop 0.1.0 stored ``".scale"``, the block absmax itself, and read the codes with a codebook
 divided by ``top`` (one more rounding, and a division in the kernel); its state dicts load
 through :func:`upgrade_legacy_scales` (codes kept, scale divided by ``top``: each value moves
-by at most two ulps).
+by at most two ulps), in ``load_state_dict`` and ``rmsprop.checkpoint.load``; not through
+``torch.distributed.checkpoint``, which loads into this version's key names.
 
-The codes are 8-bit minifloats scaled per block so the block's absmax is the top code; the
-256-entry codebooks are module constants shared by every tensor. A code's value is exact in
-float32 and the fused kernel computes it from the code's bits, so that decoding costs a few
-vector operations and no table. Parameters smaller than ``min_8bit_size`` (default 4096, as
-bitsandbytes) keep full-precision state: their state is a small share of the memory.
+The codes are 8-bit minifloats scaled per block so that the block's absmax is the top code
+(to an ulp); the 256-entry codebooks are module constants shared by every tensor. A code's
+value is exact in float32 and the fused kernel computes it from the code's bits, so that
+decoding costs a few vector operations and no table. Parameters smaller than
+``min_8bit_size`` (default 4096, as bitsandbytes) keep full-precision state: their state is a
+small share of the memory.
 
 Formats. Dettmers et al. ("8-bit Optimizers via Block-wise Quantization", ICLR 2022) use a
 "dynamic tree" code, found by table search; a minifloat has the same shape (geometric spacing,
@@ -97,6 +100,7 @@ DEFAULT_MIN_8BIT_SIZE = 4096
 """Parameters with fewer elements keep full-precision state under ``state_precision="8bit"``."""
 
 CODES_SUFFIX, SCALE_SUFFIX = ".codes", ".block_scale"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 LEGACY_SCALE_SUFFIX = ".scale"
 """0.1.0's block absmax (see :func:`upgrade_legacy_scales`)."""
 
@@ -245,13 +249,15 @@ class QuantizedTensor:
     @staticmethod
     def filled(shape: torch.Size, value: float, fmt: CodeFormat, device: Any) -> "QuantizedTensor":
         """Every element equal to ``value`` (>= 0, or any sign for a signed format), exactly:
-        the code of 1/2 (a power of two, in the top binade) with the scale ``2 * |value|``."""
+        the code of 1/2 (a power of two, in the top binade) with the scale ``2 * |value|``
+        (above float32's max / 2, the top code: within an ulp, and 6.25 % low at most above
+        ``top`` times float32's max, where the scale saturates)."""
         numel = math.prod(shape)
         magnitude = float(np.float32(abs(value)))
         code = (fmt.bias - 1) * 2**fmt.mantissa_bits  # exponent field of 2**-1, mantissa 0
         scale = 2.0 * magnitude
-        if not math.isfinite(float(np.float32(scale))):  # over float32's max / 2: the nearest
-            code, scale = fmt.max_magnitude_code, magnitude / fmt.top
+        if scale > _FLOAT32_MAX:  # over float32's max / 2: the nearest code of the top binade
+            code, scale = fmt.max_magnitude_code, min(magnitude / fmt.top, _FLOAT32_MAX)
         if magnitude == 0:
             code = 0
         elif value < 0:
@@ -279,8 +285,10 @@ def upgrade_legacy_scales(state: Mapping[str, Any]) -> Mapping[str, Any]:
     for name in legacy:
         base, absmax = name[: -len(LEGACY_SCALE_SUFFIX)], state[name]
         if isinstance(absmax, Tensor) and absmax.is_floating_point():
-            top = torch.tensor(FORMAT_OF[base].top, dtype=torch.float32)
-            upgraded[base + SCALE_SUFFIX] = absmax.to(torch.float32) / top.to(absmax.device)
+            top = torch.tensor(FORMAT_OF[base].top, dtype=torch.float32, device=absmax.device)
+            # the largest absmaxes would overflow: saturated as the encoder does (NaN stays)
+            scale = (absmax.to(torch.float32) / top).clamp(max=_FLOAT32_MAX)
+            upgraded[base + SCALE_SUFFIX] = scale
         else:  # left for storage_problem to name
             upgraded[name] = absmax
     return upgraded

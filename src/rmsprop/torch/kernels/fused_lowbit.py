@@ -73,6 +73,7 @@ _S15, _S16 = _U32(15), _U32(16)
 _ABS_MASK = _U32(0x7FFFFFFF)
 _INF_BITS = _U32(0x7F800000)
 _BF16_NAN = _U32(0x7FC0)
+_FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 
 
 @njit(inline="always")
@@ -183,11 +184,17 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
     carry into the exponent is the next binade). Below the smallest normal ``c`` the format is
     linear (subnormal): ``y + c`` lies in [c, 2c), whose mantissa is that code (plus 2**m).
     A NaN or inf in the block makes its scale NaN, so the whole block reads as NaN: a
-    non-finite value is never hidden. The format's numbers are arguments so that one function
-    serves every format (callers pass module constants, which numba folds after inlining).
+    non-finite value is never hidden. At the ends of float32's range: a scale that would
+    overflow (absmax above ``top`` times float32's max) is float32's max, so the block's
+    largest values read up to 6 % low rather than inf; a block whose absmax is so small that
+    ``top / absmax`` overflows (under 2.8e-39, float32 subnormals) is stored as zeros. The
+    format's numbers are arguments so that one function serves every format (callers pass
+    module constants, which numba folds after inlining).
     """
     absmax = _float(top_bits) if top_bits < _INF_BITS else np.float32(np.nan)
     inv = top / absmax if absmax > np.float32(0.0) else np.float32(0.0)
+    if inv > _FLOAT32_MAX:  # only inf: absmax is subnormal
+        inv = np.float32(0.0)
     shift = _U32(23 - mantissa_bits)
     random_shift = _U32(9 + mantissa_bits)  # the top 23 - m random bits: [0, 2**shift)
     nearest = _U32(1) << _U32(22 - mantissa_bits)
@@ -211,7 +218,8 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
         if signed:
             code = _U32(code | _U32(_U32(_bits(x) >> _U32(24)) & _U32(128)))
         codes[i] = code
-    return absmax / top
+    scale = absmax / top
+    return _FLOAT32_MAX if scale > _FLOAT32_MAX else scale  # NaN stays NaN
 
 
 @njit(inline="always")
@@ -222,8 +230,9 @@ def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
     ``normal_bits = (127 - bias) << 23``. A subnormal code (field 0: ``f * 2**-m * c`` with
     ``c = 2**(1 - bias)``, the smallest normal) is read as the normal ``c * (1 + f * 2**-m)``
     less ``c``, exactly. Integer operations, a select and a subtraction that vectorise, where a
-    table lookup would be a gather that does not; and no float32 subnormal anywhere, so that a
-    flush-to-zero mode (``torch.set_flush_denormal(True)``) changes nothing."""
+    table lookup would be a gather that does not; and the code's value never passes through a
+    float32 subnormal, so that a flush-to-zero mode (``torch.set_flush_denormal(True)``) reads
+    every code as itself (a subnormal scale or state value is flushed, as by any arithmetic)."""
     below = magnitude < _U32(1 << mantissa_bits)
     exponent = _U32(normal_bits + _U32(1 << 23)) if below else normal_bits
     value = _float(_U32(_U32(magnitude << _U32(23 - mantissa_bits)) + exponent))
