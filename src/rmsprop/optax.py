@@ -181,7 +181,8 @@ def rmsprop(
             )
         grads, treedef = _real_leaves(updates, "updates")
         moments = {key: treedef.flatten_up_to(getattr(state, key)) for key in keys}
-        anchors = treedef.flatten_up_to(params) if uses_params else [0.0] * len(grads)
+        # without weight decay the parameter is not read: 0.0 stands in for it
+        param_leaves = treedef.flatten_up_to(params) if uses_params else [0.0] * len(grads)
         step = optax.safe_increment(state.count)
         lr = lr_schedule(state.count)
         new_updates = []
@@ -196,7 +197,7 @@ def rmsprop(
             # The update is the change itself, -decay - delta, not (new param) - param, which
             # would round it to the spacing of the parameter's floats.
             decay, delta, new_state = rmsprop_terms(
-                jnp, anchors[i], grad, leaf_state, math_spec, lr, step
+                jnp, param_leaves[i], grad, leaf_state, math_spec, lr, step
             )
             update = -delta if decay is None else -decay - delta
             new_updates.append(jnp.asarray(update).astype(jnp.result_type(grad)))

@@ -302,7 +302,7 @@ def _plan_optimizer(
             name: _decode_value(entry, tensors, f"state {name!r} of {what}")
             for name, entry in entries.items()
         }
-        param_state = _upgraded(param_state)
+        param_state = _upgraded(optimizer, param_state)
         _check_state(optimizer, new_groups[index_of[index]], p, param_state, what)
         for name, value in param_state.items():  # must fit state the optimizer already has
             have = current_state.get(p, {}).get(name)
@@ -348,10 +348,9 @@ def _validate_group(optimizer: Any, g: int, group: dict[str, Any]) -> None:
         ) from None
 
 
-def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
-    """8-bit state saved by rmsprop 0.1.0 in this version's format (``.scale`` keys only
-    exist there, so other optimizers' state is left as it is)."""
-    if not any(name.endswith(".scale") for name in state):
+def _upgraded(optimizer: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """For rmsprop's optimizer: 8-bit state saved by rmsprop 0.1.0 in this version's format."""
+    if getattr(type(optimizer), "spec_of", None) is None or not state:
         return state
     from ..torch.quantized import upgrade_legacy_scales
 
