@@ -16,7 +16,7 @@ import optax
 from ..spec import RMSpropSpec
 from ..update import init_state, rmsprop_terms, state_keys
 from .leaves import as_pairs, checked_leaves, from_pairs, is_complex
-from .options import Specs
+from .options import Specs, with_arrays
 
 __all__ = ["RMSpropState", "transformation"]
 
@@ -57,21 +57,16 @@ def transformation(
             convention) instead of through ``|g|^2`` (optax's).
         owner: the public name, for error messages.
     """
-    spec, math_spec = specs.spec, specs.math
+    spec = specs.spec
     keys = state_keys(spec)
     uses_params = spec.weight_decay != 0
 
     def pairs(leaf: Any) -> bool:
         return complex_as_pairs and is_complex(leaf)
 
-    # Compiled even when called eagerly: XLA rounds some operations (pow) differently in a
-    # compiled program than op by op, so this gives the numbers of a jitted step either way.
-    @functools.partial(jax.jit, static_argnums=5)
-    def leaf_step(param: Any, grad: Any, state: Any, lr: Any, step: Any, as_pairs: bool) -> Any:
-        return _leaf_step(param, grad, state, math_spec, lr, step, descent, as_pairs)
-
     def init_fn(params: optax.Params) -> RMSpropState:
         leaves, treedef = checked_leaves(params, "params", owner)
+        math_spec = with_arrays(spec, specs.arrays)
         per_leaf = []
         for p in leaves:
             if pairs(p):
@@ -109,8 +104,9 @@ def transformation(
                     f"updates leaf {i} has shape {jnp.shape(grad)}, its state has shape "
                     f"{jnp.shape(leaf_state['square_avg'])}: updates must match params"
                 )
-            update, new_state = leaf_step(
-                param_leaves[i], grad, leaf_state, lr, step, pairs(grad)
+            update, new_state = _compiled_leaf_step(
+                param_leaves[i], grad, leaf_state, lr, step, specs.arrays,
+                spec=spec, descent=descent, pairs=pairs(grad),
             )
             new_updates.append(update)
             for key in keys:
@@ -122,6 +118,26 @@ def transformation(
         return treedef.unflatten(new_updates), new_state_tree
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# Compiled even when called eagerly: XLA rounds some operations (pow) differently in a compiled
+# program than op by op, so an eager step gives the numbers of a jitted one. Module-level and
+# keyed on the (hashable) spec, so transformations rebuilt at every step (inject_hyperparams)
+# share one compilation.
+@functools.partial(jax.jit, static_argnames=("spec", "descent", "pairs"))
+def _compiled_leaf_step(
+    param: Any,
+    grad: Any,
+    state: dict[str, Any],
+    lr: Any,
+    step: Any,
+    arrays: dict[str, Any],
+    *,
+    spec: RMSpropSpec,
+    descent: bool,
+    pairs: bool,
+) -> tuple[Any, dict[str, Any]]:
+    return _leaf_step(param, grad, state, with_arrays(spec, arrays), lr, step, descent, pairs)
 
 
 def _leaf_step(

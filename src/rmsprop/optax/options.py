@@ -7,7 +7,7 @@ passes them, traced under ``jit``); they stay arrays in the spec the math reads.
 
 import copy
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,7 @@ import numpy as np
 from .._defaults import explicit
 from ..spec import RMSpropSpec, check_lr, resolve
 
-__all__ = ["Specs", "learning_rate_schedule", "specs", "in_optax_terms"]
+__all__ = ["Specs", "learning_rate_schedule", "specs", "with_arrays", "in_optax_terms"]
 
 # Where optax's name for an option differs from the spec's (error messages use optax's).
 OPTAX_NAMES = {"alpha": "decay", "initial_accumulator_value": "initial_scale",
@@ -27,14 +27,13 @@ _NUMERIC = ("alpha", "eps", "initial_accumulator_value", "momentum", "weight_dec
 _STRUCTURAL = ("momentum", "weight_decay")
 
 
-class Specs:
-    """The options twice: ``spec`` with Python numbers (it decides the state's structure) and
-    ``math`` with the injected hyperparameters as the arrays they are (what the update reads).
-    """
+class Specs(NamedTuple):
+    """The options: ``spec`` with Python numbers (hashable; it decides the state's structure),
+    and ``arrays``, the hyperparameters given as JAX arrays (injected), which the math reads
+    in their place (:func:`with_arrays`)."""
 
-    def __init__(self, spec: RMSpropSpec, math: RMSpropSpec) -> None:
-        self.spec = spec
-        self.math = math
+    spec: RMSpropSpec
+    arrays: dict[str, jax.Array]
 
 
 def specs(flavor: str, given: Mapping[str, Any], **fixed: Any) -> Specs:
@@ -57,7 +56,7 @@ def specs(flavor: str, given: Mapping[str, Any], **fixed: Any) -> Specs:
         spec = resolve(flavor, **{"lr": 1.0, **options, **fixed}).replace(**structure)
     except (TypeError, ValueError) as error:
         raise type(error)(in_optax_terms(str(error))) from None
-    return Specs(spec, _with_arrays(spec, arrays))
+    return Specs(spec, arrays)
 
 
 def learning_rate_schedule(learning_rate: Any) -> Callable[[jax.Array], Any]:
@@ -106,7 +105,7 @@ def _concrete_value(name: str, value: jax.Array) -> Any:
     return scalar(name, value)
 
 
-def _with_arrays(spec: RMSpropSpec, arrays: dict[str, jax.Array]) -> RMSpropSpec:
+def with_arrays(spec: RMSpropSpec, arrays: dict[str, jax.Array]) -> RMSpropSpec:
     """``spec`` holding some numeric options as JAX arrays (validated above, when concrete).
 
     Why bypass the dataclass's checks: they need Python floats, and a hyperparameter injected
