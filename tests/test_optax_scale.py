@@ -241,3 +241,24 @@ def test_weight_decay_needs_the_params(lib):
     params = {"w": jnp.ones(3)}
     with pytest.raises(ValueError, match="scale_by_rmsprop with weight decay needs the param"):
         tx.update(params, tx.init(params))
+
+
+@pytest.mark.parametrize("factory", ["rmsprop", "scale_by_rmsprop"])
+def test_eager_and_jitted_steps_are_bit_identical(lib, factory):
+    """XLA rounds decay**t differently op by op than in a compiled program (1e-5 relative at
+    decay 0.999 in float32): the step is compiled either way, so both give the same bits."""
+    common, jax = lib.common, lib.jax
+    options = dict(decay=0.999, bias_correction=True, centered=True, momentum=0.9)
+    if factory == "rmsprop":
+        tx = lib.ro.rmsprop(common.schedule_of(common.PROBLEM), **options)
+    else:
+        tx = lib.optax.chain(lib.ro.scale_by_rmsprop(**options),
+                             lib.optax.scale_by_learning_rate(1e-2))
+    params = [jax.tree.map(lib.jnp.asarray, common.PROBLEM.params0)] * 2
+    states = [tx.init(params[0])] * 2
+    for grads in common.PROBLEM.grads[:10]:
+        for i, update in enumerate((tx.update, jax.jit(tx.update))):
+            updates, states[i] = update(grads, states[i], params[i])
+            params[i] = lib.optax.apply_updates(params[i], updates)
+    for eager, jitted in zip(jax.tree.leaves(params[0]), jax.tree.leaves(params[1])):
+        np.testing.assert_array_equal(np.asarray(eager), np.asarray(jitted))
