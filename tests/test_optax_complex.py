@@ -215,3 +215,17 @@ def test_integer_leaves_are_still_refused(lib):
     jnp = lib.jnp
     with pytest.raises(TypeError, match=r"floating-point.*\['n'\].*int32"):
         lib.ro.rmsprop(0.1).init({"z": jnp.ones(3, jnp.complex64), "n": jnp.ones(3, jnp.int32)})
+
+
+@pytest.mark.parametrize("flavor", ["optax", "pytorch"])
+def test_abstract_complex_init_equals_concrete(lib, flavor):
+    """init from a jax.ShapeDtypeStruct (as optax's sharding tests call it) gives the state of
+    init from an array."""
+    jax, jnp = lib.jax, lib.jnp
+    tx = lib.ro.rmsprop(0.1, flavor=flavor, centered=True, momentum=0.9, initial_scale=2.0)
+    abstract = tx.init(jax.ShapeDtypeStruct((2, 3), jnp.complex64))
+    concrete = tx.init(jnp.zeros((2, 3), jnp.complex64))
+    assert jax.tree.structure(abstract) == jax.tree.structure(concrete)
+    for a, c in zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete)):
+        assert a.dtype == c.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))

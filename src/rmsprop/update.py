@@ -49,7 +49,7 @@ def init_state(param: Any, spec: RMSpropSpec, xp: Any) -> dict[str, Any]:
     """The state before step 1: v = vmax = v0, gbar = b = 0, in ``param``'s shape and dtype
     (for a complex ``param``, v and vmax in its real dtype: they hold ``|g|^2``)."""
     v0 = spec.initial_accumulator_value
-    real_dtype = xp.real(param).dtype if xp.iscomplexobj(param) else None
+    real_dtype = xp.finfo(param.dtype).dtype if xp.iscomplexobj(param) else None
     state = {}
     for key in state_keys(spec):
         if key in ("square_avg", "max_square_avg"):

@@ -40,7 +40,10 @@ def is_complex(leaf: Any) -> bool:
 
 
 def as_pairs(x: Any) -> jax.Array:
-    """A complex array as real pairs ``(..., 2)``: ``torch.view_as_real``'s layout."""
+    """A complex array as real pairs ``(..., 2)``: ``torch.view_as_real``'s layout (for a
+    ``jax.ShapeDtypeStruct``, the struct of the pairs)."""
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((*x.shape, 2), jnp.finfo(x.dtype).dtype)
     return jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
 
 
