@@ -10,6 +10,7 @@ against an optimizer and a model and returns the state dicts to load, or raises 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,6 +19,8 @@ from torch import Tensor
 
 from .errors import (
     CheckpointCorruptError,
+    CheckpointManifestError,
+    CheckpointMismatchError,
     DtypeMismatchError,
     MissingTensorError,
     OptionsMismatchError,
@@ -282,6 +285,8 @@ def _plan_optimizer(
         for key, entry in saved_group.items():
             if key != "params":
                 new_group[key] = _decode_value(entry, tensors, f"param group {g} {key!r}")
+                if key in ("lr", "initial_lr"):
+                    _check_rate(new_group[key], f"param group {g} {key!r}")
         for key in EXECUTION_KEYS:
             if key in group:
                 new_group[key] = group[key]
@@ -293,15 +298,14 @@ def _plan_optimizer(
     current_state = optimizer.state
     new_state: dict[int, dict[str, Any]] = {}
     for key, entries in saved["state"].items():
-        index = int(key)
-        if not 0 <= index < len(params):
-            raise CheckpointCorruptError(f"state for parameter {index}, which does not exist")
+        index = int(key)  # canonical and in range: manifest_schema
         p, saved_p = params[index], saved_params[index]
         what = _describe(index, saved_p)
         param_state = {
             name: _decode_value(entry, tensors, f"state {name!r} of {what}")
             for name, entry in entries.items()
         }
+        _check_state_types(optimizer, param_state, what)
         param_state = _upgraded(optimizer, param_state)
         _check_state(optimizer, new_groups[index_of[index]], p, param_state, what)
         for name, value in param_state.items():  # must fit state the optimizer already has
@@ -310,6 +314,68 @@ def _plan_optimizer(
                 _check_tensor(value, tuple(have.shape), have.dtype, f"state {name!r} of {what}")
         new_state[index] = param_state
     return {"state": new_state, "param_groups": new_groups}
+
+
+def _check_rate(value: Any, what: str) -> None:
+    """A tensor learning rate (a number's range is manifest_schema's): one finite value >= 0."""
+    if isinstance(value, Tensor) and not (
+        value.numel() == 1 and value.is_floating_point() and bool(torch.isfinite(value).all())
+        and bool((value >= 0).all())
+    ):
+        raise CheckpointManifestError(
+            f"{what}: a tensor of shape {tuple(value.shape)} and dtype {_dtype_name(value.dtype)}"
+            ", not one finite floating-point value >= 0"
+        )
+
+
+def _state_names() -> set[str]:
+    from ..torch.quantized import CODES_SUFFIX, FORMAT_OF, LEGACY_SCALE_SUFFIX, SCALE_SUFFIX
+
+    suffixes = ("", CODES_SUFFIX, SCALE_SUFFIX, LEGACY_SCALE_SUFFIX)
+    return {name + suffix for name in FORMAT_OF for suffix in suffixes}
+
+
+def _check_state_types(optimizer: Any, state: Mapping[str, Any], what: str) -> None:
+    """For rmsprop's optimizer: every entry one it keeps, of its type (the shapes are
+    :func:`_check_state`'s)."""
+    if getattr(type(optimizer), "spec_of", None) is None:
+        return
+    from ..torch.warm_start import GUARD_KEY
+
+    tensor_names = _state_names()
+    for name, value in state.items():
+        if name == GUARD_KEY:
+            if not isinstance(value, bool):
+                raise CheckpointManifestError(
+                    f"state {name!r} of {what} is {value!r}, not a bool")
+        elif name == "step":
+            if not _is_step(value):
+                raise CheckpointManifestError(
+                    f"state 'step' of {what} is {_summary(value)}, not a finite count >= 0 (a "
+                    "0-d floating-point tensor or a number)"
+                )
+        elif name not in tensor_names:
+            raise UnexpectedTensorError(
+                f"state {name!r} of {what}: not state that {_class_name(optimizer)} keeps"
+            )
+        elif not isinstance(value, Tensor):
+            raise CheckpointManifestError(f"state {name!r} of {what} is {value!r}, not a tensor")
+
+
+def _is_step(value: Any) -> bool:
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or not value.is_floating_point():
+            return False
+        value = value.item()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {_dtype_name(value.dtype)} tensor of shape {tuple(value.shape)}"
+    return repr(value)
 
 
 def _check_options(g: int, group: Mapping[str, Any], new_group: Mapping[str, Any]) -> None:
@@ -420,7 +486,14 @@ def apply(plan: Plan, optimizer: Any, model: Any) -> None:
     gets its old state back."""
     previous = optimizer.state_dict() if plan.optimizer_state_dict is not None else None
     if plan.optimizer_state_dict is not None:
-        optimizer.load_state_dict(plan.optimizer_state_dict)
+        try:
+            optimizer.load_state_dict(plan.optimizer_state_dict)
+        except Exception as error:  # the optimizer's own check, after ours: put its state back
+            optimizer.load_state_dict(previous)
+            raise CheckpointMismatchError(
+                f"{_class_name(optimizer)}.load_state_dict refused the checkpoint's state: "
+                f"{error!r}"
+            ) from error
     if plan.model_state_dict is not None:
         try:
             model.load_state_dict(plan.model_state_dict, strict=True)
