@@ -312,6 +312,9 @@ MORE_CASES: dict[str, tuple[Edit, str]] = {  # refused on main too, by other err
                                "not a tensor"),
     "a state entry RMSprop does not keep": (_set_state("exp_avg", {"value": 1.0}),
                                             "state 'exp_avg' of parameter 0 .* not state"),
+    "two entries naming one tensor": (
+        _set_state("square_avg", {"tensor": "optimizer.state.0.grad_avg"}),
+        "names a tensor for two entries: optimizer.state.0.grad_avg"),
 }
 
 

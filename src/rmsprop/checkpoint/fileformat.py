@@ -117,7 +117,10 @@ def write(
             _write_all(file, blob)
             file.flush()
             _keep_owner(file.fileno(), destination.owner)
-            os.fchmod(file.fileno(), destination.mode)
+            if hasattr(os, "fchmod"):
+                os.fchmod(file.fileno(), destination.mode)
+            else:  # Windows before Python 3.13
+                os.chmod(temporary, destination.mode)
             os.fsync(file.fileno())
         os.replace(temporary, destination.path)
     except BaseException:
@@ -130,7 +133,7 @@ def write(
 
 
 def _keep_owner(fd: int, owner: tuple[int, int] | None) -> None:
-    if owner is None or owner == (os.getuid(), os.getgid()):
+    if owner is None or not hasattr(os, "fchown") or owner == (os.getuid(), os.getgid()):
         return
     try:
         os.fchown(fd, *owner)
@@ -181,7 +184,8 @@ def _data_bytes(header: Mapping[str, Any], where: str) -> int:
 def _read_header(file: Any, size: int, where: str) -> tuple[dict[str, Any], bytes]:
     """The header, parsed, and the file's bytes up to its end; the file's size checked against
     both."""
-    head = os.pread(file.fileno(), _HEADER_SIZE_BYTES + 1, 0)
+    file.seek(0)
+    head = file.read(_HEADER_SIZE_BYTES + 1)
     if len(head) < _HEADER_SIZE_BYTES:
         raise CheckpointTruncatedError(
             f"{where}: the file has {len(head)} bytes, fewer than the 8 of a safetensors "
@@ -204,7 +208,8 @@ def _read_header(file: Any, size: int, where: str) -> tuple[dict[str, Any], byte
             f"{where}: the header size field says {header_size} bytes, more than the "
             f"{MAX_HEADER_BYTES} a safetensors header may have: not read"
         )
-    raw = os.pread(file.fileno(), header_size, _HEADER_SIZE_BYTES)
+    file.seek(_HEADER_SIZE_BYTES)
+    raw = file.read(header_size)
     if len(raw) < header_size:
         raise CheckpointTruncatedError(f"{where}: the file ended while its header was read")
     header = _json(raw, "the header", where)
@@ -228,7 +233,7 @@ def _read_header(file: Any, size: int, where: str) -> tuple[dict[str, Any], byte
 def _read_checked(path: str | os.PathLike, where: str) -> tuple[dict[str, Any], bytes]:
     """The header and the whole file, read only after the file's size fits the header."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on regular files).
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
         info = os.fstat(fd)
         kind = target.kind_of(info.st_mode)
@@ -239,6 +244,7 @@ def _read_checked(path: str | os.PathLike, where: str) -> tuple[dict[str, Any], 
         raise
     with os.fdopen(fd, "rb") as file:
         header, start = _read_header(file, info.st_size, where)
+        file.seek(0)
         blob = file.read(info.st_size)  # buffered: reads until it has them all (or the end)
         if len(blob) != info.st_size or file.read(1) or not blob.startswith(start):
             raise CheckpointCorruptError(f"{where}: the file changed while it was read")

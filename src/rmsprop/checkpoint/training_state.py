@@ -11,6 +11,7 @@ against an optimizer and a model and returns the state dicts to load, or raises 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -216,21 +217,29 @@ def plan(
     return Plan(optimizer_sd, model_sd)
 
 
+def _tensor_names(content: Mapping[str, Any]) -> list[str]:
+    """Every tensor name the manifest refers to (its structure is manifest_schema's)."""
+    entries: list[Any] = []
+    optimizer, model = content.get("optimizer"), content.get("model")
+    if optimizer is not None:
+        for group in optimizer["param_groups"]:
+            entries.extend(entry for key, entry in group.items() if key != "params")
+        for param_state in optimizer["state"].values():
+            entries.extend(param_state.values())
+    if model is not None:
+        entries.extend(model["entries"].values())
+    return [entry["tensor"] for entry in entries if "tensor" in entry]
+
+
 def _check_unreferenced(content: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-    referenced: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if set(node) == {"tensor"}:
-                referenced.add(node["tensor"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk({"optimizer": content.get("optimizer"), "model": content.get("model")})
-    extra = sorted(set(tensors) - referenced)
+    names = Counter(_tensor_names(content))
+    twice = sorted(name for name, count in names.items() if count > 1)
+    if twice:
+        raise CheckpointManifestError(
+            f"the checkpoint's manifest names a tensor for two entries: {', '.join(twice[:5])} "
+            "(a save stores one tensor per entry)"
+        )
+    extra = sorted(set(tensors) - set(names))
     if extra:
         raise UnexpectedTensorError(
             f"the checkpoint holds tensors its manifest does not name: {', '.join(extra[:5])}"
