@@ -137,7 +137,9 @@ def load(
             cold-start guard and warns (see :mod:`rmsprop.torch.warm_start`).
 
     Raises:
-        FileNotFoundError: no file at ``path``.
+        FileNotFoundError: no file at ``path`` (and other ``OSError``s of opening it, such as
+            ``PermissionError``, as the system raises them).
+        ValueError: neither ``optimizer`` nor ``model``, or an unknown ``options`` value.
         CheckpointFormatError, CheckpointCorruptError (CheckpointTruncatedError,
         CheckpointChecksumError, CheckpointManifestError): the file is not a sound rmsprop
         checkpoint (the size of the file is checked against its header before its data is

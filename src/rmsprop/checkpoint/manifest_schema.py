@@ -50,7 +50,10 @@ def _fail(where: str, problem: str) -> None:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # parsed near the recursion limit: no repr, a description
+        return f"a deeply nested JSON {'object' if isinstance(value, dict) else 'array'}"
     return f"{text[:60]}..." if len(text) > 63 else text
 
 
@@ -188,13 +191,25 @@ def _pair_in_unit_interval(kind: str, payload: Any, where: str) -> None:
 
 
 _NONNEGATIVE = _number(0.0)
+
+
+def _eps(kind: str, payload: Any, where: str) -> None:
+    """A number >= 0; or, as torch.optim.Adafactor keeps it, a tuple of them and nulls."""
+    if kind in ("list", "tuple"):
+        for i, item in enumerate(payload):
+            if item is not None:
+                _NONNEGATIVE("value", item, f"{where}[{i}]")
+    else:
+        _NONNEGATIVE(kind, payload, where)
+
+
 GROUP_KEYS: dict[str, Rule] = {
     "lr": _number(0.0, tensor=True),
     "initial_lr": _number(0.0, tensor=True),
     "skipped_steps": _count,
     "min_8bit_size": _count,
     "alpha": _NONNEGATIVE,
-    "eps": _NONNEGATIVE,
+    "eps": _eps,
     "weight_decay": _NONNEGATIVE,
     "momentum": _NONNEGATIVE,
     "initial_accumulator_value": _NONNEGATIVE,
