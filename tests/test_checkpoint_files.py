@@ -386,6 +386,35 @@ def test_the_schema_accepts_what_save_writes(saved) -> None:
     assert_same_run(saved["run"], (saved["model"], saved["optimizer"]))
 
 
+class RefusesOnce(RMSprop):
+    """An optimizer whose load_state_dict swaps the state in and then raises, once (as
+    rmsprop's did for a malformed state value: issue 14, item 5)."""
+
+    refused = False
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if not RefusesOnce.refused:
+            RefusesOnce.refused = True
+            raise ValueError("refused after loading")
+
+
+def test_an_optimizer_refusing_after_the_checks_gets_its_state_back(tmp_path) -> None:
+    model = make_model()
+    optimizer = RefusesOnce(model.parameters(), impl="loop", **OPTIONS)
+    train(model, optimizer, 0, 3)
+    ckpt.save(tmp_path / "run.ckpt", optimizer, model)
+    other_model = make_model()
+    other = RefusesOnce(other_model.parameters(), impl="loop", **OPTIONS)
+    train(other_model, other, 10, 2)
+    before = snapshot(other, other_model)
+    with pytest.raises(ckpt.CheckpointMismatchError, match="refused after loading"):
+        ckpt.load(tmp_path / "run.ckpt", other, other_model)
+    assert_unchanged(before, other, other_model)
+    ckpt.load(tmp_path / "run.ckpt", other, other_model)  # it loads once it stops refusing
+    assert_same_run((model, optimizer), (other_model, other))
+
+
 # -- item 11: the size checked before the data is read ------------------------------------------
 
 
