@@ -270,7 +270,7 @@ def _set_group(key: str, entry: Any) -> Callable[[dict, dict], None]:
 def _set_state(key: str, entry: Any) -> Callable[[dict, dict], None]:
     def edit(content: dict, tensors: dict) -> None:
         content["optimizer"]["state"]["0"][key] = entry
-        tensors.pop(f"optimizer.state.0.{key}", None)  # else it is refused as a tensor nothing names
+        tensors.pop(f"optimizer.state.0.{key}", None)  # else refused as a tensor nothing names
     return edit
 
 

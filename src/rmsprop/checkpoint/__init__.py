@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import fileformat, manifest_schema, target, training_state
+from . import fileformat, target, training_state
 from .errors import (
     CheckpointChecksumError,
     CheckpointCorruptError,
@@ -158,11 +158,9 @@ def load(
         )
     tensors, content = fileformat.read(path)
     try:
-        manifest_schema.check(content)
+        plan = training_state.plan(content, tensors, optimizer, model, options == "check")
     except CheckpointManifestError as error:
         raise CheckpointManifestError(f"{os.fspath(path)}: {error}") from None
-    try:
-        plan = training_state.plan(content, tensors, optimizer, model, options == "check")
     except (KeyError, IndexError, AttributeError) as error:  # a sound file, a malformed manifest
         raise CheckpointCorruptError(
             f"{os.fspath(path)}: the checkpoint's manifest is malformed ({error!r})"

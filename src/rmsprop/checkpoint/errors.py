@@ -4,7 +4,7 @@
 
     CheckpointError
     ├── CheckpointTargetError           save: the path is not a file a save may replace
-    ├── CheckpointFormatError           not ours (or not a regular file), or an unknown version
+    ├── CheckpointFormatError           not ours (not even a regular file), or a newer version
     ├── CheckpointCorruptError          the bytes are not the bytes that were written
     │   ├── CheckpointTruncatedError    the file ends early
     │   ├── CheckpointChecksumError     the content does not match its SHA-256

@@ -3,8 +3,9 @@
 :func:`collect` turns ``optimizer.state_dict()`` and ``model.state_dict()`` into flat tensors
 (``optimizer.state.<index>.<key>``, ``optimizer.param_groups.<group>.<key>``,
 ``model.<name>``) and a manifest that says where each belongs. :func:`plan` checks a manifest
-against an optimizer and a model and returns the state dicts to load, or raises a
-:class:`~rmsprop.checkpoint.errors.CheckpointMismatchError` subclass; it changes nothing.
+(its schema first: :mod:`rmsprop.checkpoint.manifest_schema`) against an optimizer and a
+model and returns the state dicts to load, or raises a
+:class:`~rmsprop.checkpoint.errors.CheckpointError` subclass; it changes nothing.
 :func:`apply` loads a plan.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from . import manifest_schema
 from .errors import (
     CheckpointCorruptError,
     CheckpointManifestError,
@@ -199,7 +201,9 @@ def plan(
     model: Any,
     check_options: bool,
 ) -> Plan:
-    """Validate ``content`` and ``tensors`` against ``optimizer`` and ``model``; change nothing."""
+    """Validate ``content`` (against :mod:`~rmsprop.checkpoint.manifest_schema` first) and
+    ``tensors`` against ``optimizer`` and ``model``; change nothing."""
+    manifest_schema.check(content)
     optimizer_sd = model_sd = None
     if optimizer is not None:
         if content.get("optimizer") is None:
