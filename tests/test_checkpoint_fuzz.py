@@ -1,10 +1,11 @@
 """rmsprop.checkpoint.load on mutated checkpoint files (issue 14: the property-based test).
 
-Hypothesis mutates a saved checkpoint and recomputes its checksum, so that every mutation
-reaches the manifest and the tensors as a crafted file would: it drops a field, gives one
-another type, an out-of-range value or a non-canonical key, adds keys, nests values deeply,
-drops, reshapes, retypes or adds tensors, points an entry at another tensor, and truncates or
-extends the file. The property, for every mutated file:
+Hypothesis mutates a saved checkpoint (of float32 state, and of 8-bit codes and scales) and
+recomputes its checksum, so that every mutation reaches the manifest and the tensors as a
+crafted file would: it drops a field, gives one another type, an out-of-range value or a
+non-canonical key, adds keys, nests values deeply, drops, reshapes, retypes or adds tensors,
+points an entry at another tensor, and truncates or extends the file. The loads use
+``options="check"`` (the default). The property, for every mutated file:
 
 - either the load is refused with a ``CheckpointError`` subclass (never ``TypeError``,
   ``ValueError``, ``OverflowError``, ``RecursionError``, ...) and the optimizer and model are
@@ -44,6 +45,10 @@ from rmsprop.checkpoint.training_state import UNCHECKED_KEYS
 from rmsprop.torch import RMSprop
 
 OPTIONS = {"momentum": 0.9, "centered": True, "amsgrad": True, "nonfinite": "raise"}
+STATES = {  # float32 state (the loop kernel), and 8-bit codes and scales (the fused one)
+    "fp32": {"impl": "loop"},
+    "8bit": {"impl": "auto", "state_precision": "8bit", "min_8bit_size": 0},
+}
 DEEP = "\x00deep\x00"
 
 REPLACEMENTS = [
@@ -55,9 +60,9 @@ REPLACEMENTS = [
 KEY_RENAMES = ["01", " 1", "1 ", "+1", "-1", "1.0", "abc", "\u0661", "6", "99", "", "extra"]
 
 
-def _build(first: int, steps: int) -> tuple[torch.nn.Module, RMSprop]:
+def _build(state: str, first: int, steps: int) -> tuple[torch.nn.Module, RMSprop]:
     model = make_model()
-    optimizer = RMSprop(model.parameters(), impl="loop", **OPTIONS)
+    optimizer = RMSprop(model.parameters(), **OPTIONS, **STATES[state])
     train(model, optimizer, first, steps)
     return model, optimizer
 
@@ -68,19 +73,20 @@ def _step(model: torch.nn.Module, optimizer: RMSprop) -> None:
     optimizer.step()
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=list(STATES))
+def clean(request, tmp_path_factory) -> dict[str, Any]:
     """The unmutated checkpoint's tensors and content (made on one thread, as the tests run)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, optimizer = _build(0, 3)
+        model, optimizer = _build(request.param, 0, 3)
     finally:
         torch.set_num_threads(threads)
     path = tmp_path_factory.mktemp("clean") / "run.ckpt"
     ckpt.save(path, optimizer, model)
     tensors, content = fileformat.read(path)
-    return {"tensors": tensors, "content": content, "bytes": path.read_bytes()}
+    return {"tensors": tensors, "content": content, "bytes": path.read_bytes(),
+            "state": request.param}
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -202,7 +208,7 @@ def _assert_same(a: tuple[torch.nn.Module, RMSprop], b: tuple[torch.nn.Module, R
     assert_unchanged(snapshot(a[1], None), b[1], None)
 
 
-@settings(max_examples=int(os.environ.get("RMSPROP_FUZZ_EXAMPLES", 200)), deadline=None,
+@settings(max_examples=int(os.environ.get("RMSPROP_FUZZ_EXAMPLES", 120)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_mutated_checkpoint_loads_as_the_clean_one_or_is_refused(
@@ -211,7 +217,7 @@ def test_a_mutated_checkpoint_loads_as_the_clean_one_or_is_refused(
     chosen = data.draw(mutations(clean))
     path = tmp_path / "mutated.ckpt"
     _mutated_file(path, clean, chosen)
-    model, optimizer = _build(10, 2)  # other weights and state: a load must replace them all
+    model, optimizer = _build(clean["state"], 10, 2)  # other weights and state: a load must replace them all
     before = snapshot(optimizer, model)
     try:
         ckpt.load(path, optimizer, model)
@@ -220,7 +226,7 @@ def test_a_mutated_checkpoint_loads_as_the_clean_one_or_is_refused(
         assert_unchanged(before, optimizer, model)
         return
     event("loaded")
-    reference = _build(10, 2)
+    reference = _build(clean["state"], 10, 2)
     (path.parent / "clean.ckpt").write_bytes(clean["bytes"])
     ckpt.load(path.parent / "clean.ckpt", reference[1], reference[0])
     for group, loaded in zip(reference[1].param_groups, optimizer.param_groups):
@@ -237,9 +243,9 @@ def test_the_clean_checkpoint_loads(clean, tmp_path) -> None:
     """The property's other half is reachable: the unmutated file loads and matches."""
     path = tmp_path / "clean.ckpt"
     path.write_bytes(clean["bytes"])
-    model, optimizer = _build(10, 2)
+    model, optimizer = _build(clean["state"], 10, 2)
     ckpt.load(path, optimizer, model)
-    reference = _build(0, 3)
+    reference = _build(clean["state"], 0, 3)
     _step(model, optimizer)
     _step(*reference)
     _assert_same(reference, (model, optimizer))
