@@ -1,5 +1,5 @@
 """What the checkpoint, cold-start and distributed tests share: the implementations that run
-on CPU here, and running torch on one thread.
+on CPU here, running torch on one thread, and a small trained run with its snapshots.
 
 Their tensors are tiny, so torch's intra-op threads only add contention (ten times slower on
 two busy cores), and their bit-for-bit comparisons need one thread count throughout a test.
@@ -9,6 +9,9 @@ started before the thread count is set.
 """
 
 from __future__ import annotations
+
+import copy
+from typing import Any
 
 import pytest
 import torch
@@ -45,3 +48,67 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# -- a small run, and its state compared bit for bit ---------------------------------------------
+
+
+def make_model(out_features: int = 3) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Tanh(),
+        torch.nn.Linear(6, out_features),
+    )
+    return model
+
+
+DATA = torch.Generator().manual_seed(3)
+X = torch.randn(64, 4, generator=DATA)
+Y = torch.randn(64, 3, generator=DATA)
+
+
+def train(model: torch.nn.Module, optimizer: Any, first: int, steps: int) -> None:
+    for step in range(first, first + steps):
+        rows = slice((step * 8) % 64, (step * 8) % 64 + 8)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(X[rows]), Y[rows]).backward()
+        for group in optimizer.param_groups:  # a schedule: lr changes every step
+            group["lr"] = 1e-2 * (1 + step % 3) / 2
+        optimizer.step()
+
+
+def trained(options: dict[str, Any], impl: str, steps: int = 4) -> tuple[torch.nn.Module, Any]:
+    model = make_model()
+    optimizer = RMSprop(model.parameters(), impl=impl, **options)
+    train(model, optimizer, 0, steps)
+    return model, optimizer
+
+
+def snapshot(optimizer: Any, model: torch.nn.Module | None) -> dict[str, Any]:
+    state = {
+        index: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+        for index, s in optimizer.state_dict()["state"].items()
+    }
+    groups = copy.deepcopy(optimizer.state_dict()["param_groups"])
+    model_state = {k: v.clone() for k, v in model.state_dict().items()} if model else {}
+    return {"state": state, "groups": groups, "model": model_state}
+
+
+def assert_unchanged(before: dict[str, Any], optimizer: Any, model: torch.nn.Module | None) -> None:
+    after = snapshot(optimizer, model)
+    assert after["groups"] == before["groups"]
+    assert sorted(after["state"]) == sorted(before["state"])
+    for index, entries in before["state"].items():
+        assert sorted(after["state"][index]) == sorted(entries)
+        for key, value in entries.items():
+            other = after["state"][index][key]
+            assert torch.equal(other, value) if torch.is_tensor(value) else other == value
+    assert sorted(after["model"]) == sorted(before["model"])
+    for key, value in before["model"].items():
+        assert torch.equal(after["model"][key], value), key
+
+
+def assert_same_run(a: tuple[torch.nn.Module, Any], b: tuple[torch.nn.Module, Any]) -> None:
+    for (name, x), y in zip(a[0].state_dict().items(), b[0].state_dict().values()):
+        assert torch.equal(x, y), name
+    assert_unchanged(snapshot(a[1], None), b[1], None)

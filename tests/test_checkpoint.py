@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
@@ -21,7 +20,17 @@ import pytest
 import safetensors.torch
 import torch
 
-from checkpoint_common import cpu_impls, one_thread  # noqa: F401 (an autouse fixture)
+from checkpoint_common import (  # noqa: F401 (one_thread: an autouse fixture)
+    X,
+    assert_same_run,
+    assert_unchanged,
+    cpu_impls,
+    make_model,
+    one_thread,
+    snapshot,
+    train,
+    trained,
+)
 import rmsprop.checkpoint as ckpt
 from rmsprop.checkpoint import fileformat
 from rmsprop.testing import option_matrix
@@ -43,69 +52,10 @@ SPECS = [
 FLAVOR_OPTIONS = [{"flavor": name, "lr": 1e-2} for name in ("tensorflow", "graves")]
 SPEC_IDS = ["plain", "nesterov-centered-amsgrad-l2", "tf-momentum-decoupled-bc-maximize-v0",
             "tensorflow", "graves"]
+
+
 def _options(spec_options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec_options.items() if k not in ("flavor",)}
-
-
-def make_model(out_features: int = 3) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Tanh(),
-        torch.nn.Linear(6, out_features),
-    )
-    return model
-
-
-DATA = torch.Generator().manual_seed(3)
-X = torch.randn(64, 4, generator=DATA)
-Y = torch.randn(64, 3, generator=DATA)
-
-
-def train(model: torch.nn.Module, optimizer: Any, first: int, steps: int) -> None:
-    for step in range(first, first + steps):
-        rows = slice((step * 8) % 64, (step * 8) % 64 + 8)
-        optimizer.zero_grad()
-        torch.nn.functional.mse_loss(model(X[rows]), Y[rows]).backward()
-        for group in optimizer.param_groups:  # a schedule: lr changes every step
-            group["lr"] = 1e-2 * (1 + step % 3) / 2
-        optimizer.step()
-
-
-def trained(options: dict[str, Any], impl: str, steps: int = 4) -> tuple[torch.nn.Module, Any]:
-    model = make_model()
-    optimizer = RMSprop(model.parameters(), impl=impl, **options)
-    train(model, optimizer, 0, steps)
-    return model, optimizer
-
-
-def snapshot(optimizer: Any, model: torch.nn.Module | None) -> dict[str, Any]:
-    state = {
-        index: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
-        for index, s in optimizer.state_dict()["state"].items()
-    }
-    groups = copy.deepcopy(optimizer.state_dict()["param_groups"])
-    model_state = {k: v.clone() for k, v in model.state_dict().items()} if model else {}
-    return {"state": state, "groups": groups, "model": model_state}
-
-
-def assert_unchanged(before: dict[str, Any], optimizer: Any, model: torch.nn.Module | None) -> None:
-    after = snapshot(optimizer, model)
-    assert after["groups"] == before["groups"]
-    assert sorted(after["state"]) == sorted(before["state"])
-    for index, entries in before["state"].items():
-        assert sorted(after["state"][index]) == sorted(entries)
-        for key, value in entries.items():
-            other = after["state"][index][key]
-            assert torch.equal(other, value) if torch.is_tensor(value) else other == value
-    assert sorted(after["model"]) == sorted(before["model"])
-    for key, value in before["model"].items():
-        assert torch.equal(after["model"][key], value), key
-
-
-def assert_same_run(a: tuple[torch.nn.Module, Any], b: tuple[torch.nn.Module, Any]) -> None:
-    for (name, x), y in zip(a[0].state_dict().items(), b[0].state_dict().values()):
-        assert torch.equal(x, y), name
-    assert_unchanged(snapshot(a[1], None), b[1], None)
 
 
 # -- round trips ----------------------------------------------------------------------------------

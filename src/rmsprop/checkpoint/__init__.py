@@ -23,13 +23,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import fileformat, training_state
+from . import fileformat, target, training_state
 from .errors import (
     CheckpointChecksumError,
     CheckpointCorruptError,
     CheckpointError,
     CheckpointFormatError,
+    CheckpointManifestError,
     CheckpointMismatchError,
+    CheckpointTargetError,
     CheckpointTruncatedError,
     DtypeMismatchError,
     MissingTensorError,
@@ -46,10 +48,12 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "CheckpointError",
+    "CheckpointTargetError",
     "CheckpointFormatError",
     "CheckpointCorruptError",
     "CheckpointTruncatedError",
     "CheckpointChecksumError",
+    "CheckpointManifestError",
     "CheckpointMismatchError",
     "ParamCountMismatchError",
     "ShapeMismatchError",
@@ -62,26 +66,44 @@ __all__ = [
 _OPTION_POLICIES = ("check", "checkpoint")
 
 
-def save(path: str | os.PathLike, optimizer: Any = None, model: Any = None) -> None:
+def save(
+    path: str | os.PathLike,
+    optimizer: Any = None,
+    model: Any = None,
+    *,
+    mode: int | None = None,
+) -> None:
     """Save the optimizer's full state (and the model's parameters and buffers) to ``path``.
 
     Atomic: the file at ``path`` is either the previous checkpoint, untouched, or the complete
     new one, whatever fails or crashes during the save.
+
+    ``path`` must be a regular file or a new name: through a symlink, the file it points to is
+    replaced and the link kept. The file keeps its permission bits; a new one gets ``0o600``.
+    A directory, a device, a FIFO, a socket, a name ending in a separator and a read-only
+    file are refused before anything is written (see :mod:`rmsprop.checkpoint.target`).
 
     Args:
         path: the checkpoint file (its directory must exist).
         optimizer: a ``torch.optim.Optimizer`` (``rmsprop.torch.RMSprop`` or any other); its
             state, param groups, options and flavour are saved.
         model: a ``torch.nn.Module`` whose ``state_dict()`` (parameters and buffers) is saved.
+        mode: permission bits for the file (e.g. ``0o640``), new or replaced, whatever the
+            umask; default: the replaced file's, or ``0o600`` for a new one.
 
     Raises:
-        ValueError: neither ``optimizer`` nor ``model`` was given.
+        ValueError: neither ``optimizer`` nor ``model`` was given, or ``mode`` is not
+            permission bits.
+        CheckpointTargetError: ``path`` is not a file a save may replace (an ``OSError``
+            naming it).
+        FileNotFoundError: the directory of ``path`` does not exist.
         TypeError: a state value cannot be stored (a DTensor: use torch.distributed.checkpoint).
     """
     if optimizer is None and model is None:
         raise ValueError("save needs an optimizer, a model or both; got neither")
+    target.resolve(path, target.check_mode(mode))  # refused before the state is gathered
     tensors, content = training_state.collect(optimizer, model)
-    fileformat.write(path, tensors, content)
+    fileformat.write(path, tensors, content, mode)
 
 
 def load(
@@ -115,9 +137,14 @@ def load(
             cold-start guard and warns (see :mod:`rmsprop.torch.warm_start`).
 
     Raises:
-        FileNotFoundError: no file at ``path``.
+        FileNotFoundError: no file at ``path`` (and other ``OSError``s of opening it, such as
+            ``PermissionError``, as the system raises them).
+        ValueError: neither ``optimizer`` nor ``model``, or an unknown ``options`` value.
         CheckpointFormatError, CheckpointCorruptError (CheckpointTruncatedError,
-        CheckpointChecksumError): the file is not a sound rmsprop checkpoint.
+        CheckpointChecksumError, CheckpointManifestError): the file is not a sound rmsprop
+        checkpoint (the size of the file is checked against its header before its data is
+        read, and every field of the manifest against a schema:
+        :mod:`rmsprop.checkpoint.manifest_schema`).
         CheckpointMismatchError (ParamCountMismatchError, ShapeMismatchError,
         DtypeMismatchError, MissingTensorError, UnexpectedTensorError, OptionsMismatchError):
         the checkpoint does not fit ``optimizer`` or ``model``.
@@ -132,6 +159,8 @@ def load(
     tensors, content = fileformat.read(path)
     try:
         plan = training_state.plan(content, tensors, optimizer, model, options == "check")
+    except CheckpointManifestError as error:
+        raise CheckpointManifestError(f"{os.fspath(path)}: {error}") from None
     except (KeyError, IndexError, AttributeError) as error:  # a sound file, a malformed manifest
         raise CheckpointCorruptError(
             f"{os.fspath(path)}: the checkpoint's manifest is malformed ({error!r})"

@@ -3,10 +3,12 @@
 ::
 
     CheckpointError
-    ├── CheckpointFormatError           not ours, or an unknown format version
+    ├── CheckpointTargetError           save: the path is not a file a save may replace
+    ├── CheckpointFormatError           not ours (not even a regular file), or a newer version
     ├── CheckpointCorruptError          the bytes are not the bytes that were written
     │   ├── CheckpointTruncatedError    the file ends early
-    │   └── CheckpointChecksumError     the content does not match its SHA-256
+    │   ├── CheckpointChecksumError     the content does not match its SHA-256
+    │   └── CheckpointManifestError     the manifest breaks the format's schema
     └── CheckpointMismatchError         sound, but not for this optimizer / model
         ├── ParamCountMismatchError     number of param groups or parameters
         ├── ShapeMismatchError
@@ -16,17 +18,20 @@
         └── OptionsMismatchError        optimizer class or hyperparameters differ
 
 Every load raises before it changes anything: after any of these errors the optimizer and the
-model hold exactly what they held before.
+model hold exactly what they held before. A save that raises :class:`CheckpointTargetError`
+(also an ``OSError``, with ``errno`` and ``filename`` set) has written nothing.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CheckpointTargetError",
     "CheckpointFormatError",
     "CheckpointCorruptError",
     "CheckpointTruncatedError",
     "CheckpointChecksumError",
+    "CheckpointManifestError",
     "CheckpointMismatchError",
     "ParamCountMismatchError",
     "ShapeMismatchError",
@@ -38,7 +43,12 @@ __all__ = [
 
 
 class CheckpointError(Exception):
-    """A checkpoint could not be loaded; nothing was changed."""
+    """A checkpoint could not be loaded (or saved); nothing was changed."""
+
+
+class CheckpointTargetError(CheckpointError, OSError):
+    """``save`` refused its path: a directory, a device, a FIFO, a socket, a read-only file,
+    a name ending in a separator, or a symlink loop. Nothing was written."""
 
 
 class CheckpointFormatError(CheckpointError):
@@ -55,6 +65,11 @@ class CheckpointTruncatedError(CheckpointCorruptError):
 
 class CheckpointChecksumError(CheckpointCorruptError):
     """The content's SHA-256 differs from the one recorded at save time."""
+
+
+class CheckpointManifestError(CheckpointCorruptError):
+    """A field of the manifest is missing, unknown, of the wrong type or out of range (a file
+    crafted or written by another tool: its checksum may well be right)."""
 
 
 class CheckpointMismatchError(CheckpointError):

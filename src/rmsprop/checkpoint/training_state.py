@@ -3,21 +3,27 @@
 :func:`collect` turns ``optimizer.state_dict()`` and ``model.state_dict()`` into flat tensors
 (``optimizer.state.<index>.<key>``, ``optimizer.param_groups.<group>.<key>``,
 ``model.<name>``) and a manifest that says where each belongs. :func:`plan` checks a manifest
-against an optimizer and a model and returns the state dicts to load, or raises a
-:class:`~rmsprop.checkpoint.errors.CheckpointMismatchError` subclass; it changes nothing.
+(its schema first: :mod:`rmsprop.checkpoint.manifest_schema`) against an optimizer and a
+model and returns the state dicts to load, or raises a
+:class:`~rmsprop.checkpoint.errors.CheckpointError` subclass; it changes nothing.
 :func:`apply` loads a plan.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
+from . import manifest_schema
 from .errors import (
     CheckpointCorruptError,
+    CheckpointManifestError,
+    CheckpointMismatchError,
     DtypeMismatchError,
     MissingTensorError,
     OptionsMismatchError,
@@ -195,7 +201,9 @@ def plan(
     model: Any,
     check_options: bool,
 ) -> Plan:
-    """Validate ``content`` and ``tensors`` against ``optimizer`` and ``model``; change nothing."""
+    """Validate ``content`` (against :mod:`~rmsprop.checkpoint.manifest_schema` first) and
+    ``tensors`` against ``optimizer`` and ``model``; change nothing."""
+    manifest_schema.check(content)
     optimizer_sd = model_sd = None
     if optimizer is not None:
         if content.get("optimizer") is None:
@@ -213,21 +221,29 @@ def plan(
     return Plan(optimizer_sd, model_sd)
 
 
+def _tensor_names(content: Mapping[str, Any]) -> list[str]:
+    """Every tensor name the manifest refers to (its structure is manifest_schema's)."""
+    entries: list[Any] = []
+    optimizer, model = content.get("optimizer"), content.get("model")
+    if optimizer is not None:
+        for group in optimizer["param_groups"]:
+            entries.extend(entry for key, entry in group.items() if key != "params")
+        for param_state in optimizer["state"].values():
+            entries.extend(param_state.values())
+    if model is not None:
+        entries.extend(model["entries"].values())
+    return [entry["tensor"] for entry in entries if "tensor" in entry]
+
+
 def _check_unreferenced(content: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-    referenced: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if set(node) == {"tensor"}:
-                referenced.add(node["tensor"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk({"optimizer": content.get("optimizer"), "model": content.get("model")})
-    extra = sorted(set(tensors) - referenced)
+    names = Counter(_tensor_names(content))
+    twice = sorted(name for name, count in names.items() if count > 1)
+    if twice:
+        raise CheckpointManifestError(
+            f"the checkpoint's manifest names a tensor for two entries: {', '.join(twice[:5])} "
+            "(a save stores one tensor per entry)"
+        )
+    extra = sorted(set(tensors) - set(names))
     if extra:
         raise UnexpectedTensorError(
             f"the checkpoint holds tensors its manifest does not name: {', '.join(extra[:5])}"
@@ -282,6 +298,8 @@ def _plan_optimizer(
         for key, entry in saved_group.items():
             if key != "params":
                 new_group[key] = _decode_value(entry, tensors, f"param group {g} {key!r}")
+                if key in ("lr", "initial_lr"):
+                    _check_rate(new_group[key], f"param group {g} {key!r}")
         for key in EXECUTION_KEYS:
             if key in group:
                 new_group[key] = group[key]
@@ -293,15 +311,14 @@ def _plan_optimizer(
     current_state = optimizer.state
     new_state: dict[int, dict[str, Any]] = {}
     for key, entries in saved["state"].items():
-        index = int(key)
-        if not 0 <= index < len(params):
-            raise CheckpointCorruptError(f"state for parameter {index}, which does not exist")
+        index = int(key)  # canonical and in range: manifest_schema
         p, saved_p = params[index], saved_params[index]
         what = _describe(index, saved_p)
         param_state = {
             name: _decode_value(entry, tensors, f"state {name!r} of {what}")
             for name, entry in entries.items()
         }
+        _check_state_types(optimizer, param_state, what)
         param_state = _upgraded(optimizer, param_state)
         _check_state(optimizer, new_groups[index_of[index]], p, param_state, what)
         for name, value in param_state.items():  # must fit state the optimizer already has
@@ -310,6 +327,68 @@ def _plan_optimizer(
                 _check_tensor(value, tuple(have.shape), have.dtype, f"state {name!r} of {what}")
         new_state[index] = param_state
     return {"state": new_state, "param_groups": new_groups}
+
+
+def _check_rate(value: Any, what: str) -> None:
+    """A tensor learning rate (a number's range is manifest_schema's): one finite value >= 0."""
+    if isinstance(value, Tensor) and not (
+        value.numel() == 1 and value.is_floating_point() and bool(torch.isfinite(value).all())
+        and bool((value >= 0).all())
+    ):
+        raise CheckpointManifestError(
+            f"{what}: a tensor of shape {tuple(value.shape)} and dtype {_dtype_name(value.dtype)}"
+            ", not one finite floating-point value >= 0"
+        )
+
+
+def _state_names() -> set[str]:
+    from ..torch.quantized import CODES_SUFFIX, FORMAT_OF, LEGACY_SCALE_SUFFIX, SCALE_SUFFIX
+
+    suffixes = ("", CODES_SUFFIX, SCALE_SUFFIX, LEGACY_SCALE_SUFFIX)
+    return {name + suffix for name in FORMAT_OF for suffix in suffixes}
+
+
+def _check_state_types(optimizer: Any, state: Mapping[str, Any], what: str) -> None:
+    """For rmsprop's optimizer: every entry one it keeps, of its type (the shapes are
+    :func:`_check_state`'s)."""
+    if getattr(type(optimizer), "spec_of", None) is None:
+        return
+    from ..torch.warm_start import GUARD_KEY
+
+    tensor_names = _state_names()
+    for name, value in state.items():
+        if name == GUARD_KEY:
+            if not isinstance(value, bool):
+                raise CheckpointManifestError(
+                    f"state {name!r} of {what} is {value!r}, not a bool")
+        elif name == "step":
+            if not _is_step(value):
+                raise CheckpointManifestError(
+                    f"state 'step' of {what} is {_summary(value)}, not a finite count >= 0 (a "
+                    "0-d floating-point tensor or a number)"
+                )
+        elif name not in tensor_names:
+            raise UnexpectedTensorError(
+                f"state {name!r} of {what}: not state that {_class_name(optimizer)} keeps"
+            )
+        elif not isinstance(value, Tensor):
+            raise CheckpointManifestError(f"state {name!r} of {what} is {value!r}, not a tensor")
+
+
+def _is_step(value: Any) -> bool:
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or not value.is_floating_point():
+            return False
+        value = value.item()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {_dtype_name(value.dtype)} tensor of shape {tuple(value.shape)}"
+    return repr(value)
 
 
 def _check_options(g: int, group: Mapping[str, Any], new_group: Mapping[str, Any]) -> None:
@@ -420,7 +499,14 @@ def apply(plan: Plan, optimizer: Any, model: Any) -> None:
     gets its old state back."""
     previous = optimizer.state_dict() if plan.optimizer_state_dict is not None else None
     if plan.optimizer_state_dict is not None:
-        optimizer.load_state_dict(plan.optimizer_state_dict)
+        try:
+            optimizer.load_state_dict(plan.optimizer_state_dict)
+        except Exception as error:  # the optimizer's own check, after ours: put its state back
+            optimizer.load_state_dict(previous)
+            raise CheckpointMismatchError(
+                f"{_class_name(optimizer)}.load_state_dict refused the checkpoint's state: "
+                f"{error!r}"
+            ) from error
     if plan.model_state_dict is not None:
         try:
             model.load_state_dict(plan.model_state_dict, strict=True)
