@@ -133,7 +133,9 @@ class RMSprop(Optimizer):
             ``"foreach"`` on GPU, as ``torch.optim.RMSprop`` picks), which gives
             ``torch.optim.RMSprop``'s numbers bit for bit; ``impl="fused"`` (``"triton"``) is
             the fast path, as torch's ``fused=True``, within a few ulp of torch's numbers (it
-            does not round as torch's kernels do). For the other flavours and for lean state,
+            does not round as torch's kernels do: torch's CPU ``addcmul``/``lerp`` round
+            through an FMA, torch's CUDA kernels are compiled with FMA contraction, the numba
+            and Triton kernels use none). For the other flavours and for lean state,
             ``"auto"`` takes the fused kernels.
         nonfinite: ``"propagate"`` (as torch), ``"raise"`` (raise
             :class:`NonFiniteGradientError` before anything changes) or ``"skip"`` (skip the
