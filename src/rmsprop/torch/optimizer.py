@@ -109,8 +109,8 @@ class RMSprop(Optimizer):
         capturable: as torch's: the step counters live on the parameter's device and the step
             never reads a value back to the host, so it can be captured in a CUDA graph (torch's
             paths only; on a CPU parameter the step raises torch's ``AssertionError``, before
-            anything changes). Options outside torch's (``bias_correction``, ``nonfinite``
-            other than ``"propagate"``) still read values back.
+            anything changes). A tensor ``lr`` is read back once per step, and so are options
+            outside torch's (``bias_correction``, ``nonfinite`` other than ``"propagate"``).
         foreach: ``True`` selects ``impl="foreach"``, ``False`` ``impl="loop"``.
         maximize: maximize the objective (the gradient tensor is not modified).
         differentiable: as torch's: ``step()`` runs with grad mode on and records the update
