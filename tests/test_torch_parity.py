@@ -280,3 +280,33 @@ def test_float_step_in_loaded_state_dict():
     opt2 = rt.RMSprop(make_model().parameters())
     opt2.load_state_dict(sd)
     assert all(torch.is_tensor(s["step"]) and s["step"].item() == 3 for s in opt2.state.values())
+
+
+def test_bf16_reload_with_the_default_continues_as_torch():
+    """bfloat16 parameters under the default (torch's path, state in bfloat16 as torch's):
+    saved after 5 steps and loaded into a fresh optimizer, the run goes on bit-identical to
+    torch.optim.RMSprop's uninterrupted run, state dtype included."""
+    gen = torch.Generator().manual_seed(0)
+    init = torch.randn(50, generator=gen).to(torch.bfloat16)
+    grads = [torch.randn(50, generator=gen).to(torch.bfloat16) for _ in range(10)]
+
+    def steps(opt, p, gs):
+        for g in gs:
+            p.grad = g.clone()
+            opt.step()
+
+    reference = torch.nn.Parameter(init.clone())
+    reference_opt = torch.optim.RMSprop([reference], momentum=0.9)
+    steps(reference_opt, reference, grads)
+
+    first = torch.nn.Parameter(init.clone())
+    first_opt = rt.RMSprop([first], momentum=0.9)
+    steps(first_opt, first, grads[:5])
+    resumed = torch.nn.Parameter(first.detach().clone())
+    resumed_opt = rt.RMSprop([resumed], momentum=0.9)
+    resumed_opt.load_state_dict(copy.deepcopy(first_opt.state_dict()))
+    steps(resumed_opt, resumed, grads[5:])
+    assert torch.equal(resumed, reference)
+    for key in ("square_avg", "momentum_buffer"):
+        assert resumed_opt.state[resumed][key].dtype == torch.bfloat16, key
+        assert torch.equal(resumed_opt.state[resumed][key], reference_opt.state[reference][key])
