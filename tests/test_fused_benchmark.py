@@ -30,15 +30,17 @@ def test_main_writes_consistent_json(tmp_path, capsys):
         "--repeats", "2", "--warmup", "1", "--no-peers", "--json", str(path),
     ]) == 0
     printed = capsys.readouterr().out
-    assert printed.rstrip().splitlines()[-1].strip().startswith("rmsprop-")  # headline last
+    last_two = [line.strip() for line in printed.rstrip().splitlines()[-2:]]
+    assert last_two[0].startswith("default rmsprop-default")  # headline last: the default,
+    assert last_two[1].startswith("fastest rmsprop-")  # then the fastest setting
     cases = json.loads(path.read_text())["cases"]
     assert [(c["layout"], c["config"]) for c in cases] == [
         ("64x250k", "plain"), ("64x250k", "momentum"), ("2000x1k", "plain"),
         ("2000x1k", "momentum")]
     for case in cases:
         results = case["results"]
-        assert {"torch-loop", "torch-foreach", "rmsprop-loop", "rmsprop-foreach",
-                "triad-torch"} <= set(results)
+        assert {"torch-loop", "torch-foreach", "rmsprop-default", "rmsprop-loop",
+                "rmsprop-foreach", "triad-torch"} <= set(results)
         per_param = 28 if case["config"] == "momentum" else 20
         assert results["torch-loop"]["bytes"] == case["params"] * per_param
         best = results[case["torch_best"]]["median_ms"]

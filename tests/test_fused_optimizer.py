@@ -30,14 +30,35 @@ def one_step(opt, params):
     ids=str,
 )
 def test_auto_picks_fused_on_cpu_and_says_so(dtype, state_dtype):
-    """16-bit parameters get float32 state under the fused kernel (it computes in float32)."""
+    """16-bit parameters get float32 state under the fused kernel (it computes in float32).
+    (A flavour other than ``pytorch``: that one runs torch's own path, see the next test.)"""
     p = torch.nn.Parameter(torch.randn(4, 3).to(dtype))
-    opt = RMSprop([p], momentum=0.9, centered=True, amsgrad=True)
+    opt = RMSprop([p], momentum=0.9, centered=True, amsgrad=True, flavor="keras")
     assert opt.impl_of(opt.param_groups[0]) == "fused"
     one_step(opt, [p])
     for key in ("square_avg", "max_square_avg", "grad_avg", "momentum_buffer"):
         assert opt.state[p][key].dtype == state_dtype, key
     assert opt.state[p]["step"].item() == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.complex64], ids=str)
+def test_auto_runs_torchs_own_path_for_the_pytorch_flavour(dtype):
+    """The default flavour is a drop-in: auto runs torch's for-loop on CPU (state in the
+    parameter's dtype, as torch), and gives torch.optim.RMSprop's numbers bit for bit."""
+    p = torch.nn.Parameter(torch.randn(4, 3).to(dtype))
+    q = torch.nn.Parameter(p.detach().clone())
+    opt = RMSprop([p], momentum=0.9, centered=True)
+    ref = torch.optim.RMSprop([q], momentum=0.9, centered=True)
+    assert opt.impl_of(opt.param_groups[0]) == "loop"
+    for _ in range(3):
+        p.grad = torch.ones_like(p)
+        q.grad = torch.ones_like(q)
+        opt.step()
+        ref.step()
+    assert torch.equal(p, q)
+    for key in ("square_avg", "grad_avg", "momentum_buffer"):
+        assert opt.state[p][key].dtype == dtype, key
+        assert torch.equal(opt.state[p][key], ref.state[q][key]), key
 
 
 def test_loop_keeps_state_in_the_parameter_dtype_as_torch():
@@ -117,7 +138,7 @@ def test_fused_trains_a_model_like_loop_and_like_torch():
         return model, opt
 
     options = dict(lr=1e-2, momentum=0.9, centered=True, weight_decay=1e-3)
-    fused_model, fused_opt = train(lambda ps: RMSprop(ps, **options))
+    fused_model, fused_opt = train(lambda ps: RMSprop(ps, impl="fused", **options))
     assert fused_opt.impl_of(fused_opt.param_groups[0]) == "fused"
     loop_model, _ = train(lambda ps: RMSprop(ps, impl="loop", **options))
     torch_model, _ = train(lambda ps: torch.optim.RMSprop(ps, foreach=False, **options))
@@ -203,7 +224,7 @@ def _bf16_run(steps: int, seed: int, params=None, optimizer=None):
     if params is None:
         torch.manual_seed(0)
         params = [torch.nn.Parameter(torch.randn(1000, dtype=torch.bfloat16))]
-        optimizer = RMSprop(params, lr=0.01, momentum=0.9)
+        optimizer = RMSprop(params, lr=0.01, momentum=0.9, impl="fused")
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         for p in params:
@@ -218,7 +239,7 @@ def test_a_reload_keeps_the_float32_state_of_16_bit_params():
     uninterrupted, _ = _bf16_run(20, 2, *_bf16_run(5, 1))
     params, optimizer = _bf16_run(5, 1)
     resumed = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    reloaded = RMSprop(resumed, lr=0.01, momentum=0.9)
+    reloaded = RMSprop(resumed, lr=0.01, momentum=0.9, impl="fused")
     reloaded.load_state_dict(optimizer.state_dict())
     assert {k: v.dtype for k, v in reloaded.state[resumed[0]].items()} == {
         "step": torch.float32, "square_avg": torch.float32, "momentum_buffer": torch.float32}

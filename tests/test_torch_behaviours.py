@@ -588,12 +588,13 @@ def test_group_of_another_flavor_keeps_the_constructor_options():
 
 
 @pytest.mark.parametrize("group", [{"momentum": -1.0}, {"alpha": 1.0}, {"impl": "fastest"},
-                                   {"capturable": True}, {"differentiable": True}],
+                                   {"capturable": True, "impl": "fused"},
+                                   {"differentiable": True, "impl": "fused"}],
                          ids=lambda g: next(iter(g)))
 def test_refused_param_group_leaves_the_optimizer_as_it_was(group):
     """An invalid group raises a ValueError naming the option, and is not added: the
-    optimizer goes on exactly as one that never saw it (capturable and differentiable are
-    refused in a group as in the constructor, never ignored)."""
+    optimizer goes on exactly as one that never saw it (capturable and differentiable on
+    the fused kernel are refused in a group as in the constructor, never ignored)."""
     runs = []
     for add in (False, True):
         p = torch.nn.Parameter(torch.arange(3.0))

@@ -79,17 +79,44 @@ def test_identical_to_torch_over_100_steps(kwargs):
     assert_same_state(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("kwargs", [c for c in COMBOS if not c["foreach"]],
-                         ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items() if a != "foreach"))
-def test_default_impl_matches_torch_to_float32_rounding(kwargs):
-    """Left to impl="auto" (the fused kernel on CPU), 100 steps stay within float32 rounding of
-    torch's default path; with foreach given, the test above asks for bit-identity."""
-    data = batches(100)
-    kwargs = {k: v for k, v in kwargs.items() if k != "foreach"}
-    models = []
+DEFAULT_COMBOS = [
+    dict(momentum=m, centered=c, weight_decay=w, maximize=x)
+    for m, c, w, x in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1), (False, True))
+]
+
+
+def _combo_id(kwargs):
+    return "-".join(f"{a}={b}" for a, b in kwargs.items())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("kwargs", DEFAULT_COMBOS, ids=_combo_id)
+def test_default_is_bit_identical_to_torch(kwargs, dtype):
+    """``RMSprop(params)`` with neither impl nor foreach (the drop-in as a user writes it):
+    100 steps under a LambdaLR schedule, parameters and state bit-identical to
+    ``torch.optim.RMSprop(params)``'s default, for all 16 option combinations x 2 dtypes.
+    (Before issue 15, impl="auto" ran the fused kernel here, a few ulp away.)"""
+    data = [(x.to(dtype), y.to(dtype)) for x, y in batches(100)]
+    runs = []
     for cls in (torch.optim.RMSprop, rt.RMSprop):
-        model = make_model()
+        model = make_model().to(dtype)
         opt = cls(model.parameters(), lr=1e-2, **kwargs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + 0.1 * t))
+        train(model, opt, data, sched)
+        runs.append((model, opt))
+    assert_same(runs[0][0], runs[1][0])
+    assert_same_state(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("kwargs", DEFAULT_COMBOS, ids=_combo_id)
+def test_fused_impl_matches_torch_to_float32_rounding(kwargs):
+    """``impl="fused"`` (the fast path, as torch's ``fused=True``): 100 steps stay within
+    float32 rounding of torch's default path (it does not round as torch's kernels do)."""
+    data = batches(100)
+    models = []
+    for cls, extra in ((torch.optim.RMSprop, {}), (rt.RMSprop, {"impl": "fused"})):
+        model = make_model()
+        opt = cls(model.parameters(), lr=1e-2, **kwargs, **extra)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + 0.1 * t))
         train(model, opt, data, sched)
         models.append(model)
@@ -253,3 +280,33 @@ def test_float_step_in_loaded_state_dict():
     opt2 = rt.RMSprop(make_model().parameters())
     opt2.load_state_dict(sd)
     assert all(torch.is_tensor(s["step"]) and s["step"].item() == 3 for s in opt2.state.values())
+
+
+def test_bf16_reload_with_the_default_continues_as_torch():
+    """bfloat16 parameters under the default (torch's path, state in bfloat16 as torch's):
+    saved after 5 steps and loaded into a fresh optimizer, the run goes on bit-identical to
+    torch.optim.RMSprop's uninterrupted run, state dtype included."""
+    gen = torch.Generator().manual_seed(0)
+    init = torch.randn(50, generator=gen).to(torch.bfloat16)
+    grads = [torch.randn(50, generator=gen).to(torch.bfloat16) for _ in range(10)]
+
+    def steps(opt, p, gs):
+        for g in gs:
+            p.grad = g.clone()
+            opt.step()
+
+    reference = torch.nn.Parameter(init.clone())
+    reference_opt = torch.optim.RMSprop([reference], momentum=0.9)
+    steps(reference_opt, reference, grads)
+
+    first = torch.nn.Parameter(init.clone())
+    first_opt = rt.RMSprop([first], momentum=0.9)
+    steps(first_opt, first, grads[:5])
+    resumed = torch.nn.Parameter(first.detach().clone())
+    resumed_opt = rt.RMSprop([resumed], momentum=0.9)
+    resumed_opt.load_state_dict(copy.deepcopy(first_opt.state_dict()))
+    steps(resumed_opt, resumed, grads[5:])
+    assert torch.equal(resumed, reference)
+    for key in ("square_avg", "momentum_buffer"):
+        assert resumed_opt.state[resumed][key].dtype == torch.bfloat16, key
+        assert torch.equal(resumed_opt.state[resumed][key], reference_opt.state[reference][key])

@@ -121,9 +121,20 @@ def test_tensor_lr():
 
 
 @pytest.mark.parametrize("name", ["capturable", "differentiable"])
-def test_unsupported_torch_flags_say_so(name):
-    with pytest.raises(ValueError, match=name):
-        build_torch(**{name: True})
+@pytest.mark.parametrize("impl", ["fused", "triton"])
+def test_torch_flags_on_the_fused_kernels_say_so(name, impl):
+    """capturable and differentiable run on torch's paths; the fused kernels refuse them
+    (before: both were refused everywhere)."""
+    with pytest.raises(ValueError, match=f"{name}=True .*impl='{impl}'"):
+        build_torch(**{name: True}, impl=impl)
+    with pytest.raises(ValueError, match=f"{name}=True needs state_precision='fp32'"):
+        build_torch(**{name: True}, state_precision="8bit")
+
+
+@pytest.mark.parametrize("name", ["capturable", "differentiable"])
+def test_torch_flags_must_be_bools(name):
+    with pytest.raises(TypeError, match=f"{name} must be a bool, got 'yes'"):
+        build_torch(**{name: "yes"})
 
 
 def test_foreach_must_be_a_bool_in_a_param_group_too():

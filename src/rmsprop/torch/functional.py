@@ -17,18 +17,22 @@ from ..spec import RMSpropSpec, check_impl
 from .kernels import KERNELS, TensorLists
 from .kernels.capabilities import auto_impl, unsupported
 
-__all__ = ["rmsprop", "choose_impl", "NonFiniteGradientError"]
+__all__ = ["rmsprop", "choose_impl", "wants_torch_path", "NonFiniteGradientError"]
 
 
-def choose_impl(impl: str, foreach: bool | None, params: Sequence[Tensor]) -> str:
-    """The implementation to run: ``impl``, or for ``"auto"`` the fastest correct one.
+def choose_impl(
+    impl: str, foreach: bool | None, params: Sequence[Tensor], *, torch_path: bool = False
+) -> str:
+    """The implementation to run: ``impl``, or for ``"auto"`` the one that fits.
 
     ``foreach`` (torch's argument) picks between ``"foreach"`` and ``"loop"`` when ``impl`` is
-    ``"auto"``. Left to itself, ``"auto"`` takes ``"fused"`` (numba) when every tensor is on the
-    CPU and ``"triton"`` when every tensor is on a GPU, where the package is installed and the
-    dtypes are supported (both do every option); otherwise ``"foreach"`` on GPU and ``"loop"``
-    (on CPU the faster of the two, as in torch). An explicit ``impl`` that cannot run on
-    ``params`` raises a ``ValueError`` saying why.
+    ``"auto"``. Left to itself, ``"auto"`` with ``torch_path`` picks as torch does (``"foreach"``
+    when every tensor is on a GPU, ``"loop"`` otherwise): torch's operations in torch's order,
+    hence torch's numbers bit for bit (see :func:`wants_torch_path`). Without ``torch_path`` it
+    takes the fastest: ``"fused"`` (numba) when every tensor is on the CPU and ``"triton"`` when
+    every tensor is on a GPU, where the package is installed and the dtypes are supported (both
+    do every option); otherwise ``"foreach"`` on GPU and ``"loop"``. An explicit ``impl`` that
+    cannot run on ``params`` raises a ``ValueError`` saying why.
     """
     check_impl(impl)
     if foreach is not None:
@@ -45,12 +49,24 @@ def choose_impl(impl: str, foreach: bool | None, params: Sequence[Tensor]) -> st
         if problem:
             raise ValueError(problem)
         return impl
-    fused_impl = auto_impl(params)  # "fused" on CPU, "triton" on GPU, where they can run
+    fused_impl = None if torch_path else auto_impl(params)  # "fused" on CPU, "triton" on GPU
     if fused_impl:
         return fused_impl
     if params and all(p.device.type == "cuda" for p in params):
         return "foreach"
     return "loop"
+
+
+def wants_torch_path(spec: RMSpropSpec, differentiable: bool = False,
+                     capturable: bool = False) -> bool:
+    """Whether ``impl="auto"`` runs torch's own path (loop on CPU, foreach on GPU).
+
+    It does for the ``pytorch`` flavour, whose promise is ``torch.optim.RMSprop``'s numbers bit
+    for bit (the fused kernels round differently: no FMA where torch's CPU kernels use one,
+    none anywhere in the Triton kernel), and for ``differentiable`` and ``capturable``, which
+    only torch's paths can do. The other flavours take the fused kernels.
+    """
+    return spec.flavor == "pytorch" or differentiable or capturable
 
 
 def rmsprop(
@@ -65,6 +81,7 @@ def rmsprop(
     spec: RMSpropSpec,
     lr: float | Tensor,
     impl: str = "auto",
+    differentiable: bool = False,
 ) -> None:
     """One RMSProp step, in place, for every tensor of ``params``.
 
@@ -76,7 +93,11 @@ def rmsprop(
         momentum_buffers: the momentum buffers (needed with ``spec.momentum > 0``).
         spec: the options (``spec.lr`` is not read: ``lr`` is).
         lr: this step's learning rate.
-        impl: an implementation name, or ``"auto"``.
+        impl: an implementation name, or ``"auto"`` (torch's own choice for the ``pytorch``
+            flavour, the fused kernels for the others: see :func:`choose_impl`).
+        differentiable: the step is to be differentiated (call it with grad mode on):
+            ``"loop"`` or ``"foreach"`` build its autograd graph, ``"auto"`` takes ``"loop"`` as
+            torch does, the fused kernels refuse (they write memory outside autograd).
     """
     _check_lists(
         params, spec, grads=grads, square_avgs=square_avgs, steps=steps,
@@ -86,7 +107,13 @@ def rmsprop(
     )
     if not params:
         return
-    impl = choose_impl(impl, None, params)
+    impl = choose_impl(impl, None, params,
+                       torch_path=wants_torch_path(spec, differentiable=differentiable))
+    if differentiable and impl not in ("loop", "foreach"):
+        raise ValueError(
+            f"differentiable=True runs impl='loop' or 'foreach', got impl={impl!r}: the fused "
+            "kernels write memory outside autograd"
+        )
     lr = lr.item() if isinstance(lr, Tensor) else float(lr)
     # t of this step; the step tensors are counted up only once the kernel has run, so a
     # kernel that refuses its tensors (before writing anything) leaves everything unchanged.

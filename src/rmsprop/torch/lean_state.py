@@ -25,7 +25,6 @@ from torch import Tensor
 
 from ..spec import RMSpropSpec
 from ..update import state_keys
-from .functional import choose_impl
 from .kernels.capabilities import missing_package, state_dtype
 from .quantized import (
     CODES_SUFFIX,
@@ -223,7 +222,7 @@ def loading(optimizer: Any, state_dict: dict[str, Any]) -> Iterator[None]:
                 continue
             # the dtype the step keeps full state in (float32 for a 16-bit parameter under
             # the fused kernel), which torch's cast to the parameter's dtype may have lowered
-            full_dtype = state_dtype(choose_impl(group["impl"], group["foreach"], [p]), p.dtype)
+            full_dtype = state_dtype(optimizer.impl_of(group, [p]), p.dtype)
             for key, value in kept.get(id(p), {}).items():
                 if key.endswith((CODES_SUFFIX, SCALE_SUFFIX)) or (
                         value.dtype == full_dtype != state[key].dtype):

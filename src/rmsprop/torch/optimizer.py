@@ -7,8 +7,9 @@ The class only keeps param groups and lazily created state; the update itself is
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -16,7 +17,7 @@ from torch.optim import Optimizer
 from .._defaults import FlavorDefault, explicit as explicit_options
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, check_lr, resolve
 from ..update import state_keys
-from .functional import NonFiniteGradientError, choose_impl, rmsprop
+from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
 from . import lean_state
 from .kernels.capabilities import state_dtype
 from .kernels.local import dtensor_type
@@ -35,6 +36,44 @@ def _spec_of(values: tuple) -> RMSpropSpec:
     return RMSpropSpec(lr=None, **dict(zip(_SPEC_KEYS, values)))
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# Where torch lets capturable=True step (torch.optim.optimizer's list; XLA is torch's too).
+_CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", torch._C._get_privateuse1_backend_name(), "xla")
+
+
+def _grad_mode_of_step(step: _F) -> _F:
+    """Run ``step`` with grad mode on for a ``differentiable=True`` optimizer, off otherwise
+    (torch's rule: the constructor's ``differentiable`` decides for every group).
+
+    The graph breaks around it keep a compiled step an inference graph when grad mode is off,
+    as torch's own decorator does (pytorch/pytorch#104053).
+    """
+
+    @functools.wraps(step)
+    def wrapped(self: "RMSprop", *args: Any, **kwargs: Any) -> Any:
+        import torch._dynamo
+
+        previous = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(bool(self.defaults["differentiable"]))
+            torch._dynamo.graph_break()
+            return step(self, *args, **kwargs)
+        finally:
+            torch._dynamo.graph_break()
+            torch.set_grad_enabled(previous)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool: Python and NumPy bools are accepted (torch takes any truthy value;
+    we refuse what is not a bool, so that ``capturable="no"`` is not taken for ``True``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def _check_tensor_lr(lr: Any) -> None:
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
@@ -47,9 +86,11 @@ def _check_tensor_lr(lr: Any) -> None:
 class RMSprop(Optimizer):
     r"""RMSProp with every option of the family; a drop-in for ``torch.optim.RMSprop``.
 
-    The positional arguments, their order, defaults, numerics and state keys (``step``,
+    The positional arguments, their order, defaults and state keys (``step``,
     ``square_avg``, ``momentum_buffer``, ``grad_avg``) are those of ``torch.optim.RMSprop``;
-    every extra option is keyword-only. The update (see :mod:`rmsprop.spec`)::
+    every extra option is keyword-only. The numbers too, bit for bit, with the default
+    ``impl="auto"`` (torch's own for-loop / foreach path); ``impl="fused"`` is faster and
+    within a few ulp (see ``impl`` below). The update (see :mod:`rmsprop.spec`)::
 
         v <- alpha*v + (1 - alpha)*g^2
         theta <- theta - lr * g / (sqrt(v) + eps)
@@ -65,10 +106,17 @@ class RMSprop(Optimizer):
         weight_decay: L2 penalty, or decoupled decay (default 0).
         momentum: momentum factor (default 0).
         centered: divide by an estimate of the gradient's variance (default False).
-        capturable: accepted for signature compatibility; ``True`` is not supported.
+        capturable: as torch's: the step counters live on the parameter's device and the step
+            never reads a value back to the host, so it can be captured in a CUDA graph (torch's
+            paths only; on a CPU parameter the step raises torch's ``AssertionError``, before
+            anything changes). A tensor ``lr`` is read back once per step, and so are options
+            outside torch's (``bias_correction``, ``nonfinite`` other than ``"propagate"``).
         foreach: ``True`` selects ``impl="foreach"``, ``False`` ``impl="loop"``.
         maximize: maximize the objective (the gradient tensor is not modified).
-        differentiable: accepted for signature compatibility; ``True`` is not supported.
+        differentiable: as torch's: ``step()`` runs with grad mode on and records the update
+            in autograd, so gradients flow through it to the parameters, the gradients and the
+            state (``impl`` ``"loop"``, which ``"auto"`` takes as torch does, or ``"foreach"``;
+            the fused kernels and lean state refuse it).
 
     Keyword-only args (``None`` means: the flavour's choice):
         nesterov: Nesterov momentum (needs ``momentum > 0``).
@@ -81,6 +129,14 @@ class RMSprop(Optimizer):
         flavor: a framework preset, see :func:`rmsprop.flavors` (default ``"pytorch"``).
         impl: ``"auto"``, ``"loop"``, ``"foreach"``, ``"fused"`` (CPU, numba) or ``"triton"``
             (CUDA); a compiled step (``torch.compile``) runs the last two eagerly inside it.
+            ``"auto"`` runs torch's own path for the ``pytorch`` flavour (``"loop"`` on CPU,
+            ``"foreach"`` on GPU, as ``torch.optim.RMSprop`` picks), which gives
+            ``torch.optim.RMSprop``'s numbers bit for bit; ``impl="fused"`` (``"triton"``) is
+            the fast path, as torch's ``fused=True``, within a few ulp of torch's numbers (it
+            does not round as torch's kernels do: torch's CPU ``addcmul``/``lerp`` round
+            through an FMA, torch's CUDA kernels are compiled with FMA contraction, the numba
+            and Triton kernels use none). For the other flavours and for lean state,
+            ``"auto"`` takes the fused kernels.
         nonfinite: ``"propagate"`` (as torch), ``"raise"`` (raise
             :class:`NonFiniteGradientError` before anything changes) or ``"skip"`` (skip the
             whole step and count it in each group's ``"skipped_steps"``).
@@ -143,14 +199,8 @@ class RMSprop(Optimizer):
             _check_tensor_lr(tensor_lr)
             explicit["lr"] = tensor_lr.item()
         spec = resolve(flavor, **explicit)
-        for name, value in (("capturable", capturable), ("differentiable", differentiable)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {value!r}")
-            if value:
-                raise ValueError(
-                    f"{name}=True is not supported by rmsprop.torch.RMSprop; "
-                    "use torch.optim.RMSprop for it"
-                )
+        capturable = _as_bool("capturable", capturable)
+        differentiable = _as_bool("differentiable", differentiable)
         check_impl(impl)
         defaults = {
             **spec.options(),
@@ -191,13 +241,7 @@ class RMSprop(Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
-            self._check_group(group)
-            for name in ("capturable", "differentiable"):
-                if group[name]:
-                    raise ValueError(
-                        f"{name}=True is not supported by rmsprop.torch.RMSprop; "
-                        "use torch.optim.RMSprop for it"
-                    )
+            self._check_group(group, len(self.param_groups) - 1)
             if group["impl"] != "auto":  # an implementation that cannot run these params says so
                 choose_impl(group["impl"], group["foreach"], group["params"])
         except Exception:
@@ -205,9 +249,10 @@ class RMSprop(Optimizer):
             raise
 
     @staticmethod
-    def _check_group(group: dict[str, Any]) -> None:
+    def _check_group(group: dict[str, Any], index: int | None = None) -> None:
         _check_tensor_lr(group["lr"])
         check_impl(group["impl"])
+        _check_torch_path_options(group, index)
         foreach = group["foreach"]
         if foreach is not None and not isinstance(foreach, bool):
             raise TypeError(f"foreach must be a bool or None, got {foreach!r}")
@@ -231,7 +276,10 @@ class RMSprop(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, {})
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_step_dtype())
+                    p_state["step"] = torch.tensor(
+                        float(p_state["step"]), dtype=_step_dtype(),
+                        device=p.device if group["capturable"] else None,
+                    )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first."""
@@ -240,7 +288,7 @@ class RMSprop(Optimizer):
             merged = {**self.defaults, **group}
             if index < len(self.param_groups):  # how our groups run and store state stays ours
                 merged.update(lean_state.own_settings(self.param_groups[index]))
-            self._check_group(merged)
+            self._check_group(merged, index)
         with lean_state.loading(self, state_dict):  # keeps our settings, converts the state
             super().load_state_dict(state_dict)
         note_loaded_guards(self)
@@ -252,18 +300,25 @@ class RMSprop(Optimizer):
         """How many steps ``nonfinite="skip"`` has skipped."""
         return max((group["skipped_steps"] for group in self.param_groups), default=0)
 
-    def impl_of(self, group: dict[str, Any]) -> str:
-        """The implementation ``group`` runs with (``impl="auto"`` resolved)."""
-        params = [p for p in group["params"]]
-        return choose_impl(group["impl"], group["foreach"], params)
+    def impl_of(self, group: dict[str, Any], params: list[Tensor] | None = None) -> str:
+        """The implementation ``group`` runs with on ``params`` (default: all of the group's),
+        ``impl="auto"`` resolved (see :func:`rmsprop.torch.functional.choose_impl`)."""
+        params = list(group["params"]) if params is None else params
+        group = {**self.defaults, **group}
+        torch_path = group["state_precision"] == "fp32" and wants_torch_path(
+            self.spec_of(group), group["differentiable"], group["capturable"])
+        return choose_impl(group["impl"], group["foreach"], params, torch_path=torch_path)
 
     def _state_of(
-        self, p: Tensor, spec: RMSpropSpec, dtype: torch.dtype | None = None
+        self, p: Tensor, spec: RMSpropSpec, dtype: torch.dtype | None = None,
+        capturable: bool = False,
     ) -> dict[str, Tensor]:
-        """``p``'s state, its missing tensors created in ``dtype`` (default: ``p``'s dtype)."""
+        """``p``'s state, its missing tensors created in ``dtype`` (default: ``p``'s dtype);
+        the step counter on ``p``'s device when ``capturable``, on the CPU otherwise (torch's)."""
         state = self.state[p]
         if "step" not in state:
-            state["step"] = torch.zeros((), dtype=_step_dtype())
+            state["step"] = torch.zeros(
+                (), dtype=_step_dtype(), device=p.device if capturable else None)
         if "square_avg" not in state and len(state) > 1:  # lean state, for warm_start & co.
             lean_state.decode_for_writing(state, p)
         for key in state_keys(spec):
@@ -282,13 +337,14 @@ class RMSprop(Optimizer):
                 state[key] = init
         return state
 
-    @torch.no_grad()
+    @_grad_mode_of_step
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform a single optimization step.
 
         Args:
             closure: reevaluates the model and returns the loss (called with grad enabled).
         """
+        self._accelerator_graph_capture_health_check()
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -300,7 +356,9 @@ class RMSprop(Optimizer):
             for p in params:
                 if p.grad.is_sparse:
                     raise RuntimeError("RMSprop does not support sparse gradients")
-            impl = choose_impl(group["impl"], group["foreach"], params) if params else None
+            impl = self.impl_of(group, params) if params else None
+            if params and group["capturable"]:
+                _check_capturable_devices(self, params)
             if params and group["state_precision"] != "fp32":
                 lean_state.check_state(self, group, params)
             work.append((group, params, self.spec_of(group), impl))
@@ -329,7 +387,8 @@ class RMSprop(Optimizer):
             for params, spec in split_cold(self, group_params, group_spec):
                 if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
                     params = lean_state.step(self, group, params, spec)
-                states = [self._state_of(p, spec, state_dtype(impl, p.dtype)) for p in params]
+                states = [self._state_of(p, spec, state_dtype(impl, p.dtype), group["capturable"])
+                          for p in params]
                 rmsprop(
                     params,
                     [p.grad for p in params],
@@ -343,6 +402,7 @@ class RMSprop(Optimizer):
                     spec=spec,
                     lr=group["lr"],
                     impl=impl,
+                    differentiable=group["differentiable"],
                 )
         return loss
 
@@ -368,6 +428,42 @@ def _step_dtype() -> torch.dtype:
     """The dtype of ``state["step"]`` by torch's rule (``optimizer._get_scalar_dtype``):
     float64 when that is the default dtype, float32 otherwise."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _check_torch_path_options(group: dict[str, Any], index: int | None) -> None:
+    """``differentiable`` and ``capturable`` are bools and only asked of torch's paths."""
+    where = "" if index is None else f" (param group {index})"
+    for name in ("capturable", "differentiable"):
+        group[name] = _as_bool(name, group[name])
+        if not group[name]:
+            continue
+        if group["impl"] in ("fused", "triton"):
+            raise ValueError(
+                f"{name}=True runs on torch's paths (impl 'loop', 'foreach' or 'auto'), got "
+                f"impl={group['impl']!r}{where}: the fused kernels write memory outside "
+                + ("autograd" if name == "differentiable" else "torch's graph-safe operations")
+            )
+        if group["state_precision"] != "fp32":
+            raise ValueError(
+                f"{name}=True needs state_precision='fp32', got "
+                f"state_precision={group['state_precision']!r}{where}: lean state is kept by "
+                "the fused kernel"
+            )
+
+
+def _check_capturable_devices(optimizer: RMSprop, params: list[Tensor]) -> None:
+    """torch's refusal of ``capturable=True`` off the devices that can capture a step (CPU
+    included), raised as torch raises it, but before anything changes."""
+    if torch.compiler.is_compiling():  # the compiler handles it (torch's note)
+        return
+    for p in params:
+        step = optimizer.state.get(p, {}).get("step")
+        step_device = p.device.type if step is None else step.device.type
+        if p.device.type != step_device or p.device.type not in _CAPTURABLE_DEVICES:
+            raise AssertionError(
+                "If capturable=True, params and state_steps must be on supported devices: "
+                f"{list(_CAPTURABLE_DEVICES)}."
+            )
 
 
 def _all_finite(tensors: list[Tensor]) -> bool:

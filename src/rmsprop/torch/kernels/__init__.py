@@ -14,7 +14,7 @@ from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from ...spec import RMSpropSpec
 from .inplace import TensorLists, apply_update
-from .listops import ForeachOps, LoopOps
+from .listops import ops_for
 from .local import local_shards
 
 __all__ = ["KERNELS", "TensorLists", "loop", "foreach", "fused", "triton", "as_real"]
@@ -35,8 +35,9 @@ def as_real(t: TensorLists) -> TensorLists:
 def loop(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None) -> None:
     """Tensor by tensor."""
     t = as_real(t)
+    ops = ops_for(foreach=False)
     for i in range(len(t.params)):
-        apply_update(LoopOps, t.item(i), spec, lr, steps and steps[i : i + 1])
+        apply_update(ops, t.item(i), spec, lr, steps and steps[i : i + 1])
 
 
 def foreach(
@@ -44,10 +45,11 @@ def foreach(
 ) -> None:
     """All tensors of one (device, dtype) at once, with ``torch._foreach_*``."""
     t = as_real(t)
+    ops = ops_for(foreach=True)
     groups = _group_tensors_by_device_and_dtype(t.fields(), with_indices=True)
     for lists, indices in groups.values():
         group_steps = [steps[i] for i in indices] if steps else None
-        apply_update(ForeachOps, TensorLists(*lists), spec, lr, group_steps)
+        apply_update(ops, TensorLists(*lists), spec, lr, group_steps)
 
 
 # torch.compile cannot trace into numba's dispatcher or Triton's launcher: the raw-memory

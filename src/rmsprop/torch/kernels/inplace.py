@@ -86,22 +86,20 @@ def apply_update(
             s = ops.addcmul(v, gbar, gbar, value=-1)
         else:
             ops.addcmul_(s, gbar, gbar, value=-1)
-        ops.clamp_min_(s, 0.0)
+        s = ops.clamp_min_(s, 0.0)
 
     if spec.eps_in_sqrt:
         if s is None:
             s = ops.add_scalar(v, eps)
         else:
-            ops.add_scalar_(s, eps)
-        ops.sqrt_(s)
-        denom = s
+            s = ops.add_scalar_(s, eps)
+        denom = ops.sqrt_(s)
     else:
         if s is None:
             denom = ops.sqrt(v)
         else:
-            ops.sqrt_(s)
-            denom = s
-        ops.add_scalar_(denom, eps)
+            denom = ops.sqrt_(s)
+        denom = ops.add_scalar_(denom, eps)
 
     if mu > 0:
         bufs = t.momentum_buffers
