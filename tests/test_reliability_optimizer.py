@@ -1,0 +1,340 @@
+"""Issue 14, the optimizer's side: no half-done step or load, no silent cold restart.
+
+One regression test per item (the item's number is in the test's name); each failed on the
+code before the fix. The references are torch.optim.RMSprop and an uninterrupted run of our
+own optimizer; "unchanged" is checked bit for bit (:func:`reliability_common.snapshot`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rmsprop.errors import StateDictError
+from rmsprop.torch import RMSprop
+from rmsprop.torch.warm_start import ColdStartWarning
+
+from reliability_common import deep_state_dict, snapshot
+
+
+def two_group_optimizer(**kwargs):
+    """Two groups of two parameters each, one step taken (state everywhere)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(4)]
+    opt = RMSprop([{"params": params[:2]}, {"params": params[2:]}], lr=1e-2, **kwargs)
+    give_gradients(opt, seed=1)
+    opt.step()
+    give_gradients(opt, seed=2)
+    return opt
+
+
+def give_gradients(opt, seed):
+    generator = torch.Generator().manual_seed(seed)
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+
+
+# -- 1, 2, 6: options written into param_groups between steps ---------------------------------
+
+
+def test_item01_bad_lr_in_later_group_refused_before_any_step():
+    opt = two_group_optimizer(momentum=0.9)
+    opt.param_groups[1]["lr"] = None
+    before = snapshot(opt)
+    with pytest.raises(TypeError, match=r"param group 1: lr must be a real number.*None"):
+        opt.step()
+    assert snapshot(opt) == before
+
+
+@pytest.mark.parametrize("nonfinite", ["propagate", "raise", "skip"])
+@pytest.mark.parametrize("lr", [math.nan, math.inf, -1e-3, "0.1", torch.tensor([1e-2, 1e-2])])
+def test_item02_lr_set_to_nan_inf_or_negative_between_steps_is_refused(lr, nonfinite):
+    opt = two_group_optimizer(nonfinite=nonfinite)
+    opt.param_groups[1]["lr"] = lr
+    before = snapshot(opt)
+    with pytest.raises((TypeError, ValueError), match=r"param group 1: .*lr"):
+        opt.step()
+    assert snapshot(opt) == before
+    # the same value set right is taken: the step runs again
+    opt.param_groups[1]["lr"] = 1e-2
+    opt.step()
+    assert all(torch.isfinite(p).all() for g in opt.param_groups for p in g["params"])
+
+
+@pytest.mark.parametrize("name,value", [("alpha", 1.5), ("eps", math.nan), ("momentum", -1.0),
+                                        ("centered", "yes"), ("alpha", [0.9]),
+                                        ("impl", "nope"), ("foreach", "x"),
+                                        ("skipped_steps", -1)])
+def test_item02_any_option_set_between_steps_gets_the_constructors_checks(name, value):
+    opt = two_group_optimizer()
+    opt.param_groups[1][name] = value
+    before = snapshot(opt)
+    with pytest.raises((TypeError, ValueError), match=rf"param group 1: .*{name}"):
+        opt.step()
+    assert snapshot(opt) == before
+
+
+def test_item06_state_precision_changed_between_steps_converts_the_state():
+    """bf16 -> fp32 between steps: the next step decodes the bfloat16 state to float32, as a
+    reload into an fp32 optimizer does (that step was refused inside the kernel, after the
+    earlier groups had stepped)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(300)) for _ in range(2)]
+    opt = RMSprop([{"params": params[:1]}, {"params": params[1:], "state_precision": "bf16"}],
+                  momentum=0.9)
+    give_gradients(opt, seed=1)
+    opt.step()
+    reload = RMSprop([{"params": [torch.nn.Parameter(p.detach().clone())]} for p in params],
+                     momentum=0.9)
+    reload.load_state_dict(deep_state_dict(opt))
+    opt.param_groups[1]["state_precision"] = "fp32"
+    for o in (opt, reload):
+        give_gradients(o, seed=2)
+        o.step()
+    for p, q in zip(params, [g["params"][0] for g in reload.param_groups]):
+        assert torch.equal(p, q)
+        assert opt.state[p]["square_avg"].dtype == torch.float32
+        assert torch.equal(opt.state[p]["square_avg"], reload.state[q]["square_avg"])
+
+
+def test_item06_invalid_state_precision_in_a_later_group_refused_before_any_step():
+    opt = two_group_optimizer()
+    opt.param_groups[1]["state_precision"] = "fp16"
+    before = snapshot(opt)
+    with pytest.raises(ValueError, match="param group 1: Invalid state_precision value: 'fp16'"):
+        opt.step()
+    assert snapshot(opt) == before
+
+
+# -- 3: missing state ---------------------------------------------------------------------
+
+
+def lean_optimizer(precision="8bit"):
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(5000))
+    opt = RMSprop([p], lr=0.01, momentum=0.9, centered=True, state_precision=precision)
+    give_gradients(opt, seed=1)
+    opt.step()
+    give_gradients(opt, seed=2)
+    return opt
+
+
+@pytest.mark.parametrize("key", ["square_avg", "step", "grad_avg", "momentum_buffer"])
+def test_item03_state_dict_missing_a_tensor_is_refused(key):
+    opt = two_group_optimizer(momentum=0.9, centered=True)
+    state_dict = deep_state_dict(opt)
+    del state_dict["state"][3][key]
+    before = snapshot(opt)
+    with pytest.raises(StateDictError, match=rf"parameter 3.*{key!r}.*missing_state='fresh'"):
+        opt.load_state_dict(state_dict)
+    assert snapshot(opt) == before
+
+
+@pytest.mark.parametrize("key", ["variance.codes", "grad_avg.codes", "momentum_buffer.codes"])
+def test_item03_state_dict_missing_8bit_codes_is_refused(key):
+    opt = lean_optimizer()
+    state_dict = deep_state_dict(opt)
+    del state_dict["state"][0][key]
+    before = snapshot(opt)
+    with pytest.raises(StateDictError, match="parameter 0"):
+        opt.load_state_dict(state_dict)
+    assert snapshot(opt) == before
+
+
+@pytest.mark.parametrize("precision", ["fp32", "8bit"])
+def test_item03_fresh_start_on_request_is_guarded(precision):
+    """missing_state="fresh": the parameter starts over under the cold-start guard (bias
+    correction), so its first step is lr*sign(g), not lr/sqrt(1 - alpha) = 10 lr."""
+    opt = lean_optimizer(precision)
+    p = opt.param_groups[0]["params"][0]
+    state_dict = deep_state_dict(opt)
+    for key in [k for k in state_dict["state"][0] if k.startswith(("square_avg", "variance"))]:
+        del state_dict["state"][0][key]
+    with pytest.warns(ColdStartWarning, match=r"parameter\(s\) \[0\]"):
+        opt.load_state_dict(state_dict, missing_state="fresh")
+    before = p.detach().clone()
+    opt.step()
+    largest = (p.detach() - before).abs().max().item()
+    assert largest <= 0.01 * 1.01, largest
+    assert largest > 0.01 * 0.5
+
+
+def test_item03_missing_state_policy_is_checked():
+    opt = two_group_optimizer()
+    with pytest.raises(ValueError, match="missing_state"):
+        opt.load_state_dict(deep_state_dict(opt), missing_state="zero")
+
+
+# -- 4: other optimizers' state dicts -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls,says", [(torch.optim.Adam, "Adam"), (torch.optim.AdamW, "Adam"),
+                                      (torch.optim.SGD, "SGD"), (torch.optim.Adagrad, "Adagrad"),
+                                      (torch.optim.Adadelta, "Adadelta")])
+def test_item04_another_optimizers_state_dict_is_refused(cls, says):
+    opt = two_group_optimizer(momentum=0.9)
+    params = [torch.nn.Parameter(p.detach().clone())
+              for g in opt.param_groups for p in g["params"]]
+    kwargs = {"momentum": 0.9} if cls is torch.optim.SGD else {}
+    other = cls([{"params": params[:2]}, {"params": params[2:]}], lr=0.5, weight_decay=0.1,
+                **kwargs)
+    give_gradients(other, seed=3)
+    other.step()
+    before = snapshot(opt)
+    with pytest.raises(StateDictError, match=rf"state dict of torch\.optim\..*{says}"):
+        opt.load_state_dict(other.state_dict())
+    assert snapshot(opt) == before
+
+
+# -- 5: malformed values --------------------------------------------------------------------
+
+
+MALFORMED = {
+    "list momentum_buffer": lambda s: s.__setitem__("momentum_buffer", [0.0] * 15),
+    "string step": lambda s: s.__setitem__("step", "7"),
+    "negative step": lambda s: s.__setitem__("step", torch.tensor(-1.0)),
+    "fractional step": lambda s: s.__setitem__("step", 2.5),
+    "nan step": lambda s: s.__setitem__("step", torch.tensor(math.nan)),
+    "bool step": lambda s: s.__setitem__("step", True),
+    "negative v": lambda s: s["square_avg"].neg_(),
+    "nan gbar": lambda s: s["grad_avg"].fill_(math.nan),
+    "reshaped v": lambda s: s.__setitem__("square_avg", s["square_avg"].reshape(3, 5)),
+    "int v": lambda s: s.__setitem__("square_avg", s["square_avg"].to(torch.int64)),
+    "state not a dict": lambda s: s.clear() or s.update({"square_avg": None}),
+    "unknown entry": lambda s: s.__setitem__("exp_avg_sqr", torch.zeros(5, 3)),
+    "guard not a bool": lambda s: s.__setitem__("cold_start_guard", "yes"),
+}
+
+
+@pytest.mark.parametrize("damage", list(MALFORMED))
+def test_item05_malformed_state_value_refused_before_anything_changes(damage):
+    opt = two_group_optimizer(momentum=0.9, centered=True)
+    twin = two_group_optimizer(momentum=0.9, centered=True)
+    state_dict = deep_state_dict(opt)
+    MALFORMED[damage](state_dict["state"][2])
+    before = snapshot(opt)
+    with pytest.raises(StateDictError, match=r"param group 1, parameter 2"):
+        opt.load_state_dict(state_dict)
+    assert snapshot(opt) == before
+    for o in (opt, twin):  # and the run goes on as if nothing had been tried
+        o.step()
+    assert snapshot(opt) == snapshot(twin)
+
+
+def test_item05_malformed_group_value_refused_before_anything_changes():
+    opt = two_group_optimizer(momentum=0.9)
+    for key, value in [("momentum", "0.9"), ("lr", None), ("alpha", 10**400),
+                       ("params", "abc"), ("eps", -1.0)]:
+        state_dict = deep_state_dict(opt)
+        state_dict["param_groups"][1][key] = value
+        before = snapshot(opt)
+        with pytest.raises(StateDictError, match=rf"param group 1.*{key}"):
+            opt.load_state_dict(state_dict)
+        assert snapshot(opt) == before
+
+
+# -- 7: non-dict entries in optimizer.state -------------------------------------------------
+
+
+def test_item07_non_dict_entries_in_optimizer_state_are_kept_as_torch_does():
+    opt = two_group_optimizer()
+    reference = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(1))])
+    for o in (opt, reference):
+        o.state["ran_load_state_dict_post_hook"] = True
+    state_dict = deep_state_dict(opt)
+    opt.load_state_dict(state_dict)
+    reference.load_state_dict(reference.state_dict())
+    assert opt.state["ran_load_state_dict_post_hook"] is True
+    assert reference.state["ran_load_state_dict_post_hook"] is True
+    opt.step()
+    assert opt.state["ran_load_state_dict_post_hook"] is True
+
+
+# -- 8: how a group runs stays the loading optimizer's own ---------------------------------
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_item08_torch_state_dict_keeps_the_loading_optimizers_foreach(foreach):
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(40))
+    q = torch.nn.Parameter(p.detach().clone())
+    torch_opt = torch.optim.RMSprop([p], lr=1e-2, momentum=0.9)  # saves foreach=None
+    p.grad = torch.randn(40)
+    torch_opt.step()
+    opt = RMSprop([q], lr=1e-2, momentum=0.9, foreach=foreach)
+    impl = opt.impl_of(opt.param_groups[0])
+    opt.load_state_dict(deep_state_dict(torch_opt))
+    assert opt.param_groups[0]["foreach"] is foreach
+    assert opt.impl_of(opt.param_groups[0]) == impl == ("foreach" if foreach else "loop")
+    with torch.no_grad():
+        q.copy_(p)
+    twin = torch.optim.RMSprop([p], lr=1e-2, momentum=0.9, foreach=foreach)
+    twin.load_state_dict(deep_state_dict(torch_opt))
+    for _ in range(3):
+        g = torch.randn(40)
+        p.grad, q.grad = g.clone(), g.clone()
+        twin.step()
+        opt.step()
+    assert torch.equal(p, q)
+
+
+# -- 13: torch-compatibility leftovers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("options", [{}, {"momentum": 0.9, "centered": True}])
+def test_item13_complex_weight_decay_loop_is_bit_identical_to_torch(options, maximize):
+    torch.manual_seed(0)
+    p0 = torch.randn(257, dtype=torch.complex64)
+    a, b = torch.nn.Parameter(p0.clone()), torch.nn.Parameter(p0.clone())
+    kwargs = dict(lr=1e-2, weight_decay=0.1, foreach=False, maximize=maximize, **options)
+    ours, theirs = RMSprop([a], **kwargs), torch.optim.RMSprop([b], **kwargs)
+    for _ in range(5):
+        g = torch.randn(257, dtype=torch.complex64)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        theirs.step()
+    assert torch.equal(a, b)
+    for key, value in theirs.state[b].items():
+        assert torch.equal(ours.state[a][key], value), key
+
+
+def test_item13_lr_none_raises_as_torch():
+    p = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(TypeError):
+        torch.optim.RMSprop([p], lr=None)
+    with pytest.raises(TypeError, match="lr must be a real number.*None"):
+        RMSprop([p], lr=None)
+
+
+@pytest.mark.parametrize("name", ["alpha", "eps", "momentum", "weight_decay"])
+def test_item13_0d_tensor_hyperparameters_are_taken_as_torch_takes_them(name):
+    value = {"alpha": 0.9, "eps": 1e-6, "momentum": 0.5, "weight_decay": 0.01}[name]
+    torch.manual_seed(0)
+    p0 = torch.randn(20)
+    a, b = torch.nn.Parameter(p0.clone()), torch.nn.Parameter(p0.clone())
+    ours = RMSprop([a], foreach=False, **{name: torch.tensor(value, dtype=torch.float64)})
+    theirs = torch.optim.RMSprop([b], foreach=False, **{name: value})
+    for _ in range(3):
+        g = torch.randn(20)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        theirs.step()
+    assert torch.equal(a, b)
+
+
+def test_item13_numpy_bool_foreach_is_taken():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = RMSprop([p], foreach=np.True_)
+    assert opt.param_groups[0]["foreach"] is True
+    assert opt.impl_of(opt.param_groups[0]) == "foreach"
+    torch.optim.RMSprop([p], foreach=np.True_)  # as torch
+    opt.param_groups[0]["foreach"] = np.False_
+    p.grad = torch.ones(3)
+    opt.step()  # a numpy bool written into the group is taken too
+    assert opt.impl_of(opt.param_groups[0]) == "loop"
