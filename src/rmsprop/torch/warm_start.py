@@ -11,9 +11,14 @@ Two remedies:
     gradient batches without moving the parameters: v = (1/k) sum_i g_i^2, the running mean,
     which is the EMA of the update with rho_i = 1 - 1/i (so
     :func:`rmsprop.update.rmsprop_update` computes it, maximize and weight decay included).
-    With ``bias_correction`` the state is stored as ``(1 - rho^t) * mean`` with
-    ``step = t = max(step, k)`` so that the corrected value the kernel divides by is the mean
-    itself. The gradient average gbar of the centered form is not re-estimated: it restarts
+    The state is stored as ``(1 - rho^t) * mean`` with ``step = t = max(step, k)`` and the
+    following steps run bias-corrected (with ``bias_correction``, or under the guard of (b)
+    until its horizon), so that the value the kernel divides by is the mean itself at first
+    and each new gradient then weighs ``(1 - rho) / (1 - rho^(t+1))``, about 1/(k+1), not
+    ``1 - rho``: the estimate of k batches taken at one point follows the gradient as the
+    parameters move (with ``1 - rho`` a coordinate whose gradient was small at that point
+    and grows would take steps of up to ``lr / sqrt(1 - rho)``, 3x those of a full-state
+    resume on a full batch). The gradient average gbar of the centered form is not re-estimated: it restarts
     at 0, as in a fresh run. k batches that agree (a full batch, a deterministic loss: the
     same gradient every call) give mean(g)^2 = mean(g^2), a variance v - gbar^2 of 0 and
     steps of g / eps; with gbar = 0 the variance the step divides by is v itself, at least
@@ -254,8 +259,6 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
     with torch.no_grad():
         for p, group, spec, mean, count in estimates.values():
             _commit(optimizer, p, group, spec, mean, count)
-    for p, *_ in estimates.values():  # real state now: the guard is over
-        optimizer.state[p].pop(GUARD_KEY, None)
     return losses
 
 
@@ -285,11 +288,16 @@ def _commit(
 
     # The state tensors step() would create (the fused kernels keep float32 for 16-bit params).
     state = optimizer._state_of(p, spec, state_dtype(optimizer.impl_of(group), p.dtype))
+    state.pop(GUARD_KEY, None)
     scale = 1.0
-    if spec.bias_correction:
+    guarded = guard_applies(spec)
+    if spec.bias_correction or guarded:
         t = max(float(state["step"]), float(count))
         scale = 1.0 - spec.alpha**t
         state["step"].fill_(t)
+    if guarded and t < guard_horizon(spec.alpha):  # the next steps as the guard's t+1, t+2, ...
+        state[GUARD_KEY] = True
+        optimizer.__dict__["_rmsprop_guarded"] = True
     _real(state["square_avg"]).copy_(mean["square_avg"] * scale)
     if spec.amsgrad:  # the running max restarts at the estimate
         _real(state["max_square_avg"]).copy_(mean["square_avg"] * scale)
