@@ -61,6 +61,10 @@ _SPEC_KEYS = tuple(name for name in OPTION_NAMES if name != "lr")
 _GROUP_KEYS = ("lr", *_SPEC_KEYS, "impl", "foreach", "state_precision", "min_8bit_size",
                "skipped_steps")
 
+# The group keys of every RMSprop state dict (torch's since 0.x; ours add their options, and
+# a state dict without those takes the loading optimizer's values, as torch's __setstate__).
+_TORCH_GROUP_KEYS = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+
 # Keys only another torch.optim class writes (each class's own group or state entries).
 _FOREIGN_GROUP_KEYS = {
     "betas": "torch.optim.Adam, AdamW, Adamax, NAdam, RAdam or SparseAdam",
@@ -248,7 +252,7 @@ def _check_saved_group(
         if i in seen:
             raise _fail(f"param group {g}: parameter id {i} is listed twice")
         seen.add(i)
-    for key in ("alpha", "eps"):
+    for key in _TORCH_GROUP_KEYS:  # every torch.optim.RMSprop state dict has them
         if key not in saved:
             raise _fail(f"param group {g} has no {key!r}: not the state dict of an RMSprop")
     # How the group runs and stores its state is this optimizer's own (lean_state.own_settings).
@@ -326,6 +330,9 @@ def _check_entry(name: Any, value: Any, p: Tensor, where: str) -> None:
     elif isinstance(name, str) and name.endswith(SCALE_SUFFIX) \
             and name[: -len(SCALE_SUFFIX)] in FORMAT_OF:
         _check_values(name, value, where, floating=True, nonnegative=True)
+        if value.dim() != 1:
+            raise _fail(f"{where}: {name!r} must be 1-dimensional (a scale per block), got "
+                        f"shape {tuple(value.shape)}")
     else:
         raise _fail(f"{where}: the state holds {name!r}, which RMSprop does not keep")
 

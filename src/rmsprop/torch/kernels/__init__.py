@@ -34,20 +34,9 @@ def as_real(t: TensorLists) -> TensorLists:
 
 def loop(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None) -> None:
     """Tensor by tensor."""
-    coupled = spec.weight_decay != 0 and not spec.decoupled_weight_decay
-    complex_items = [i for i, p in enumerate(t.params) if p.is_complex()] if coupled else []
     t = as_real(t)
     for i in range(len(t.params)):
-        item, item_spec = t.item(i), spec
-        if complex_items and i in complex_items:
-            # torch's loop adds the L2 term in complex arithmetic, wd*theta rounded before the
-            # sum (no fused multiply-add), then views the result as real pairs
-            grad = torch.view_as_complex(item.grads[0])
-            grad = (-grad if spec.maximize else grad).add(
-                torch.view_as_complex(item.params[0]), alpha=spec.weight_decay)
-            item.grads = [torch.view_as_real(grad)]
-            item_spec = spec.replace(weight_decay=0.0, maximize=False)
-        apply_update(LoopOps, item, item_spec, lr, steps and steps[i : i + 1])
+        apply_update(LoopOps, t.item(i), spec, lr, steps and steps[i : i + 1])
 
 
 def foreach(
