@@ -100,6 +100,10 @@ _FOREIGN_STATE_KEYS = {
 _NONNEGATIVE = {*VARIANCE_OF, *VARIANCE_OF.values()}
 
 
+_PLAIN = frozenset({float, int, bool, str})
+_PLAIN_OR_NONE = _PLAIN | {type(None)}
+
+
 @functools.lru_cache(maxsize=256)
 def _cached_spec(values: tuple) -> RMSpropSpec:
     return RMSpropSpec(lr=None, **dict(zip(_SPEC_KEYS, values)))
@@ -107,9 +111,10 @@ def _cached_spec(values: tuple) -> RMSpropSpec:
 
 def spec_of(group: Mapping[str, Any]) -> RMSpropSpec:
     """The validated options of a param group (its ``lr`` aside)."""
-    # A 0-d tensor is read by value: a tensor written in place must not hit a stale entry.
-    values = tuple(v.item() if isinstance(v, Tensor) else v
-                   for v in (group[name] for name in _SPEC_KEYS))
+    values = tuple([group[name] for name in _SPEC_KEYS])
+    if not _PLAIN.issuperset(map(type, values)):
+        # A 0-d tensor is read by value: a tensor written in place must not hit a stale entry.
+        values = tuple(v.item() if isinstance(v, Tensor) else v for v in values)
     try:
         hash(values)
     except TypeError:  # a list, say: RMSpropSpec names the field and the value
@@ -152,17 +157,31 @@ def check_group(group: Mapping[str, Any]) -> None:
 
 def check_groups(optimizer: Any) -> None:
     """Before a step: every group's options, as the constructor checks them, with the group's
-    index in the error. ``TypeError`` or ``ValueError``, as the constructor raises."""
+    index in the error. ``TypeError`` or ``ValueError``, as the constructor raises.
+
+    A group whose options are plain values equal to those it last passed with (every step of
+    an ordinary run) is not checked again; its parameters are (the storage's needs).
+    """
+    passed = optimizer.__dict__.setdefault("_rmsprop_checked_groups", {})
     for index, group in enumerate(optimizer.param_groups):
-        missing = [key for key in _GROUP_KEYS if key not in group]
-        if missing:
-            raise KeyError(f"param group {index} has no {missing[0]!r} entry")
         try:
+            values = tuple([group[key] for key in _GROUP_KEYS])
+        except KeyError as error:
+            raise KeyError(f"param group {index} has no {error.args[0]!r} entry") from None
+        types = tuple(map(type, values))  # True == 1: a bool's type is part of its value
+        plain = _PLAIN_OR_NONE.issuperset(types)
+        try:
+            if plain and passed.get(id(group)) == (values, types):
+                if group["state_precision"] != "fp32":
+                    lean_state.check_storage(group)
+                continue
             check_group(group)
             if group["impl"] != "auto" and group["params"]:
                 choose_impl(group["impl"], group["foreach"], group["params"])
         except (TypeError, ValueError) as error:
             raise type(error)(f"param group {index}: {error}") from None
+        if plain:
+            passed[id(group)] = (values, types)
 
 
 # -- load_state_dict ------------------------------------------------------------------------
