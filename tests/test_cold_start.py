@@ -102,7 +102,7 @@ def test_warm_start_sets_the_mean_of_the_squared_gradients(options: dict[str, An
         np.testing.assert_allclose(
             state["square_avg"].numpy(), scale * total_sq / k, rtol=2e-5, atol=1e-12
         )
-        if options.get("centered"):  # not re-estimated: k agreeing batches would give v - gbar^2 = 0
+        if options.get("centered"):  # not re-estimated: agreeing batches give v - gbar^2 = 0
             assert not state["grad_avg"].any()
         if options.get("amsgrad"):
             assert torch.equal(state["max_square_avg"], state["square_avg"])

@@ -435,3 +435,24 @@ def test_item12_guard_and_warm_start_within_2x_of_a_full_state_resume(options, b
     assert ratios["warm_start"] < 2.0, ratios
     if full:  # the cold start the remedies are for is there: a fresh start is over 2x
         assert ratios["fresh"] > 2.0, ratios
+
+
+def test_item05_parameter_ids_may_be_names_as_torch_distributed_checkpoint_keys_them():
+    """torch.distributed.checkpoint hands load_state_dict ids that are parameter names; torch
+    maps ids to parameters by position, so do we. Unlisted state is still refused."""
+    opt = two_group_optimizer(momentum=0.9)
+    twin = two_group_optimizer(momentum=0.9)
+    state_dict = deep_state_dict(opt)
+    names = {i: f"layer{i}.weight" for i in range(4)}
+    state_dict["state"] = {names[i]: s for i, s in state_dict["state"].items()}
+    for group in state_dict["param_groups"]:
+        group["params"] = [names[i] for i in group["params"]]
+    opt.load_state_dict(state_dict)
+    for o in (opt, twin):
+        o.step()
+    assert snapshot(opt) == snapshot(twin)
+    state_dict["state"]["layer9.weight"] = state_dict["state"]["layer0.weight"]
+    before = snapshot(opt)
+    with pytest.raises(StateDictError, match="'layer9.weight', which no param group lists"):
+        opt.load_state_dict(state_dict)
+    assert snapshot(opt) == before

@@ -146,7 +146,8 @@ def _group_damage(draw: Any, sd: dict, picked: dict) -> Damage:
         return Damage(f"group {g}: params={bad!r}", REFUSE, _set(at, "params", bad))
     if kind == "same":
         if key in NUMERIC_KEYS and isinstance(value, float):
-            twin = draw(st.sampled_from([np.float64(value), torch.tensor(value, dtype=torch.float64)]))
+            twin = draw(st.sampled_from([np.float64(value),
+                                         torch.tensor(value, dtype=torch.float64)]))
         elif key in NUMERIC_KEYS and value == 0:
             twin = 0
         elif key in BOOL_KEYS:

@@ -241,9 +241,9 @@ def checked_state_dict(
                     fresh_states[saved_id] = {GUARD_KEY: True} if guard_applies(spec) else {}
                     fresh_params.append(index)
             index += 1
-    for key in states:
-        if isinstance(key, numbers.Integral) and not isinstance(key, bool) and key not in seen:
-            raise _fail(f"state for parameter id {key}, which no param group lists")
+    for key, state in states.items():  # other entries are kept, as torch keeps them
+        if key not in seen and isinstance(state, Mapping):
+            raise _fail(f"state for parameter id {key!r}, which no param group lists")
     if fresh_states:
         state_dict = {**state_dict, "state": {**states, **fresh_states}}
     return state_dict, fresh_params
@@ -265,9 +265,11 @@ def _check_saved_group(
         raise _fail(f"param group {g} has {len(ids)} parameters, the optimizer's "
                     f"{len(group['params'])} (loaded state dict contains a parameter group "
                     "that doesn't match the size of optimizer's group)")
-    for i in ids:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise _fail(f"param group {g}: parameter id {i!r} is not an int")
+    for i in ids:  # ints, or names (torch.distributed.checkpoint keys them by name)
+        try:
+            hash(i)
+        except TypeError:
+            raise _fail(f"param group {g}: parameter id {i!r} is not an int or a name") from None
         if i in seen:
             raise _fail(f"param group {g}: parameter id {i} is listed twice")
         seen.add(i)

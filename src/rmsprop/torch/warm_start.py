@@ -18,11 +18,12 @@ Two remedies:
     ``1 - rho``: the estimate of k batches taken at one point follows the gradient as the
     parameters move (with ``1 - rho`` a coordinate whose gradient was small at that point
     and grows would take steps of up to ``lr / sqrt(1 - rho)``, 3x those of a full-state
-    resume on a full batch). The gradient average gbar of the centered form is not re-estimated: it restarts
-    at 0, as in a fresh run. k batches that agree (a full batch, a deterministic loss: the
-    same gradient every call) give mean(g)^2 = mean(g^2), a variance v - gbar^2 of 0 and
-    steps of g / eps; with gbar = 0 the variance the step divides by is v itself, at least
-    the true one, whatever the batches, and gbar grows back by its EMA.
+    resume on a full batch). The gradient average gbar of the centered form is not
+    re-estimated: it restarts at 0, as in a fresh run. k batches that agree (a full batch, a
+    deterministic loss: the same gradient every call) give mean(g)^2 = mean(g^2), a
+    variance v - gbar^2 of 0 and steps of g / eps; with gbar = 0 the variance the step
+    divides by is v itself, at least the true one, whatever the batches, and gbar grows
+    back by its EMA.
 
 (b) The automatic guard, when the user does nothing: :func:`rmsprop.checkpoint.load` with a
     model and no optimizer marks the parameters it restored. An ``RMSprop`` that creates fresh
