@@ -79,18 +79,20 @@ def test_item02_any_option_set_between_steps_gets_the_constructors_checks(name, 
     assert snapshot(opt) == before
 
 
-def test_item06_state_precision_changed_between_steps_converts_the_state():
-    """bf16 -> fp32 between steps: the next step decodes the bfloat16 state to float32, as a
-    reload into an fp32 optimizer does (that step was refused inside the kernel, after the
-    earlier groups had stepped)."""
+@pytest.mark.parametrize("precision", ["bf16", "8bit"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_item06_state_precision_changed_between_steps_converts_the_state(precision, centered):
+    """bf16 (or 8-bit) -> fp32 between steps: the next step decodes the lean state to float32,
+    as a reload into an fp32 optimizer does (the bf16 step was refused inside the kernel,
+    after the earlier groups had stepped)."""
     torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(300)) for _ in range(2)]
-    opt = RMSprop([{"params": params[:1]}, {"params": params[1:], "state_precision": "bf16"}],
-                  momentum=0.9)
+    params = [torch.nn.Parameter(torch.randn(5000)) for _ in range(2)]
+    opt = RMSprop([{"params": params[:1]}, {"params": params[1:], "state_precision": precision}],
+                  momentum=0.9, centered=centered)
     give_gradients(opt, seed=1)
     opt.step()
     reload = RMSprop([{"params": [torch.nn.Parameter(p.detach().clone())]} for p in params],
-                     momentum=0.9)
+                     momentum=0.9, centered=centered)
     reload.load_state_dict(deep_state_dict(opt))
     opt.param_groups[1]["state_precision"] = "fp32"
     for o in (opt, reload):
