@@ -8,6 +8,11 @@ a new state and never writes to its inputs, so it also runs under ``jax.jit``.
 The torch kernels (:mod:`rmsprop.torch.kernels`) compute the same update in place, in the op
 order of ``torch.optim.RMSprop`` so that the ``pytorch`` flavour is bit-identical to torch; they
 are tested against this function.
+
+Complex arrays follow optax's convention (Wirtinger calculus, as ``optax.rmsprop``): v and vmax
+are real and accumulate ``|g|^2 = Re(conj(g)*g)``, the centered form subtracts ``|gbar|^2``,
+and gbar and the momentum buffer are complex. Backends that update real and imaginary parts
+apart, as torch does, pass the real view (``(..., 2)`` real pairs) instead.
 """
 
 from __future__ import annotations
@@ -41,13 +46,22 @@ def _is_off(value: Any) -> bool:
 
 
 def init_state(param: Any, spec: RMSpropSpec, xp: Any) -> dict[str, Any]:
-    """The state before step 1: v = vmax = v0, gbar = b = 0, in ``param``'s shape and dtype."""
+    """The state before step 1: v = vmax = v0, gbar = b = 0, in ``param``'s shape and dtype
+    (for a complex ``param``, v and vmax in its real dtype: they hold ``|g|^2``)."""
     v0 = spec.initial_accumulator_value
+    real_dtype = xp.finfo(param.dtype).dtype if xp.iscomplexobj(param) else None
     state = {}
     for key in state_keys(spec):
-        fill = v0 if key in ("square_avg", "max_square_avg") else 0.0
-        state[key] = xp.full_like(param, fill)
+        if key in ("square_avg", "max_square_avg"):
+            state[key] = xp.full_like(param, v0, dtype=real_dtype)
+        else:
+            state[key] = xp.full_like(param, 0.0)
     return state
+
+
+def _abs_square(x: Any) -> Any:
+    """``|x|^2`` of a complex array, as ``Re(conj(x)*x)`` (optax's ``abs_sq``)."""
+    return (x.conj() * x).real
 
 
 def rmsprop_update(
@@ -106,7 +120,10 @@ def rmsprop_terms(
     if not _is_off(wd) and spec.decoupled_weight_decay:
         decay = lr * wd * param
 
-    v = rho * state["square_avg"] + (1 - rho) * grad * grad
+    if xp.iscomplexobj(grad):
+        v = rho * state["square_avg"] + (1 - rho) * _abs_square(grad)
+    else:
+        v = rho * state["square_avg"] + (1 - rho) * grad * grad
     new_state["square_avg"] = v
     if spec.amsgrad:
         v = xp.maximum(state["max_square_avg"], v)
@@ -119,7 +136,11 @@ def rmsprop_terms(
         v = v / correction
         if spec.centered:
             gbar = gbar / correction
-    s = xp.maximum(v - gbar * gbar, 0) if spec.centered else v
+    if spec.centered:
+        gbar_sq = _abs_square(gbar) if xp.iscomplexobj(gbar) else gbar * gbar
+        s = xp.maximum(v - gbar_sq, 0)
+    else:
+        s = v
     denom = xp.sqrt(s + spec.eps) if spec.eps_in_sqrt else xp.sqrt(s) + spec.eps
     normalized = grad / denom
 
