@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import types
 import warnings
 from typing import Any, Callable, Iterable
 
@@ -195,6 +196,15 @@ class _TorchArrays:
 
     full_like = staticmethod(torch.full_like)
     sqrt = staticmethod(torch.sqrt)
+
+    @staticmethod
+    def iscomplexobj(x: Tensor) -> bool:
+        return x.is_complex()
+
+    @staticmethod
+    def finfo(dtype: torch.dtype) -> Any:
+        """Has ``.dtype``: the real dtype of ``dtype`` (NumPy's ``finfo(complex64).dtype``)."""
+        return types.SimpleNamespace(dtype=dtype.to_real())
 
     @staticmethod
     def maximum(a: Tensor, b: Any) -> Tensor:
