@@ -464,6 +464,27 @@ def test_item05_parameter_ids_may_be_names_as_torch_distributed_checkpoint_keys_
     assert snapshot(opt) == before
 
 
+def test_item12_a_pickled_optimizer_resumes_the_guard_that_warm_start_began():
+    """warm_start's estimate continues under the guard (a state entry and an optimizer flag):
+    pickled and unpickled mid-guard, the run goes on bit for bit as the original."""
+    import pickle
+
+    model = mlp12()
+    opt = RMSprop(model.parameters(), lr=1e-3, momentum=0.9, centered=True)
+    opt.warm_start(closure12(model, opt, True, seed=0), steps=3)
+    restored = pickle.loads(pickle.dumps(opt))
+    restored_model_params = [p for g in restored.param_groups for p in g["params"]]
+    for p, q in zip(model.parameters(), restored_model_params):
+        q.data.copy_(p.detach())
+    for _ in range(3):
+        for o, params in ((opt, list(model.parameters())), (restored, restored_model_params)):
+            generator = torch.Generator().manual_seed(5)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            o.step()
+    assert snapshot(opt) == snapshot(restored)
+
+
 if __name__ == "__main__":  # the figures of item 12 (docs/checkpoint.md)
     for name, options in [("plain", {}), ("centered", {"centered": True}),
                           ("amsgrad", {"amsgrad": True}), ("8bit", {"state_precision": "8bit"}),

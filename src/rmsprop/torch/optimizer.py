@@ -214,6 +214,7 @@ class RMSprop(Optimizer):
                 p_state = self.state.get(p, {})
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
                     p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_step_dtype())
+        note_loaded_guards(self)  # an unpickled optimizer resumes its cold-start guard too
 
     def load_state_dict(self, state_dict: dict[str, Any], *, missing_state: str = "error") -> None:
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first.
