@@ -203,6 +203,7 @@ MALFORMED = {
     "fractional step": lambda s: s.__setitem__("step", 2.5),
     "nan step": lambda s: s.__setitem__("step", torch.tensor(math.nan)),
     "bool step": lambda s: s.__setitem__("step", True),
+    "int tensor step": lambda s: s.__setitem__("step", torch.tensor(2)),
     "negative v": lambda s: s["square_avg"].neg_(),
     "nan gbar": lambda s: s["grad_avg"].fill_(math.nan),
     "reshaped v": lambda s: s.__setitem__("square_avg", s["square_avg"].reshape(3, 5)),

@@ -360,8 +360,8 @@ def _check_entry(name: Any, value: Any, p: Tensor, where: str) -> None:
 
 def _check_step(value: Any, where: str) -> None:
     if isinstance(value, Tensor):
-        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
-            raise _fail(f"{where}: 'step' must be a 1-element real tensor, got "
+        if value.numel() != 1 or not value.is_floating_point():  # the step adds 1.0 in place
+            raise _fail(f"{where}: 'step' must be a 1-element floating-point tensor, got "
                         f"{value.dtype} of shape {tuple(value.shape)}")
         if value.is_meta:
             return
