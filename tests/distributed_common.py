@@ -143,10 +143,12 @@ def dcp_save(model: Any, optimizer: Any, directory: str) -> None:
     dcp.save(_state_dicts(model, optimizer), checkpoint_id=directory)
 
 
-def full_optimizer_state(optimizer: Any) -> list[dict[str, torch.Tensor]]:
-    """Every parameter's state as plain tensors, in parameter order (collective for DTensors)."""
+def full_optimizer_state(optimizer: Any) -> list[dict[str, Any]]:
+    """Every parameter's state as plain tensors, in parameter order (collective for DTensors);
+    entries that are no tensors (the cold-start guard's flag) as they are."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    return [{key: _full(value) for key, value in sorted(optimizer.state[p].items())}
+    return [{key: _full(value) if isinstance(value, torch.Tensor) else value
+             for key, value in sorted(optimizer.state[p].items())}
             for p in params]
 
 

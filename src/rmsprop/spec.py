@@ -61,14 +61,28 @@ _BOOL_FIELDS = (
 )
 
 
+def _is_scalar_array(value: Any) -> bool:
+    """A 0-d real NumPy or JAX array, or a 0-d real torch tensor (torch.optim takes them)."""
+    if getattr(value, "ndim", None) != 0:
+        return False
+    dtype = getattr(value, "dtype", None)
+    kind = getattr(dtype, "kind", None)
+    if kind is not None:
+        return kind in ("f", "i", "u")
+    return type(value).__module__.partition(".")[0] == "torch" and (
+        getattr(dtype, "is_floating_point", False)
+        or str(dtype).startswith(("torch.int", "torch.uint"))
+    )
+
+
 def _check_real(name: str, value: Any) -> float:
     """A finite real number, or a TypeError/ValueError naming ``name`` and the value."""
-    is_scalar_array = getattr(value, "ndim", None) == 0 and getattr(
-        getattr(value, "dtype", None), "kind", ""
-    ) in ("f", "i", "u")  # a 0-d NumPy or JAX array
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or is_scalar_array):
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or _is_scalar_array(value)):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"Invalid {name} value: {value} ({name} must be finite)") from None
     if not math.isfinite(value):
         raise ValueError(f"Invalid {name} value: {value} ({name} must be finite)")
     return value

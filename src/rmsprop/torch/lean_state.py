@@ -98,16 +98,13 @@ def check_state(optimizer: Any, group: dict[str, Any], params: list[Tensor]) -> 
 
 def own_settings(group: dict[str, Any]) -> dict[str, Any]:
     """The settings of ``group`` that a loaded state dict does not replace: how its state is
-    stored and which implementation runs it (``impl`` is how this process runs the step: a
-    state dict saved with ``impl="triton"`` on a GPU machine must load on a CPU one). torch's
-    ``foreach`` flag comes from the state dict, as with torch, unless our group chose its
-    implementation itself (an explicit ``impl``, or lean state, which needs the fused kernel).
+    stored and which implementation runs it (``impl`` and torch's ``foreach`` are how this
+    process runs the step: a state dict saved with ``impl="triton"`` on a GPU machine must load
+    on a CPU one, and one saved by ``torch.optim.RMSprop`` with ``foreach=None`` must not move
+    an optimizer built with ``foreach=False`` to another kernel).
     """
-    own = {"state_precision": group["state_precision"], "min_8bit_size": group["min_8bit_size"],
-           "impl": group["impl"]}
-    if group["state_precision"] != "fp32" or group["impl"] != "auto":
-        own["foreach"] = group["foreach"]
-    return own
+    return {"state_precision": group["state_precision"], "min_8bit_size": group["min_8bit_size"],
+            "impl": group["impl"], "foreach": group["foreach"]}
 
 
 def _step_dtype() -> torch.dtype:
@@ -129,6 +126,7 @@ def step(
     salt_of = {id(p): i for i, p in enumerate(
         itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups))}
     keys = state_keys(spec)
+    group_keys = state_keys(optimizer.spec_of(group))
     batches: dict[tuple[str, torch.dtype], list[Tensor]] = {}
     full = []
     for p in params:
@@ -140,7 +138,8 @@ def step(
         if "step" not in state:
             state["step"] = torch.zeros((), dtype=_step_dtype())
         convert(state, p, storage, spec.centered)  # state loaded or made in another storage
-        create(state, p, keys, spec.initial_accumulator_value, storage, spec.centered)
+        # every tensor the group's options need (a guarded batch steps with fewer)
+        create(state, p, group_keys, spec.initial_accumulator_value, storage, spec.centered)
         batches.setdefault((storage, real_view(p).dtype), []).append(p)
 
     for (storage, _), batch in batches.items():
@@ -169,11 +168,14 @@ def step(
     return full
 
 
-def decode_for_writing(state: dict[str, Any], p: Tensor) -> None:
-    """Turn ``p``'s 8-bit (or centered bfloat16) state into torch's tensors at full precision,
-    for code that writes them directly (``warm_start``); the next lean step stores them back."""
-    if any(name.endswith(CODES_SUFFIX) or name in VARIANCE_OF.values() for name in state):
-        convert(state, p, "full", False)
+def decode_for_writing(state: dict[str, Any], p: Tensor, dtype: torch.dtype | None = None) -> None:
+    """Turn ``p``'s lean state into torch's tensors at full precision (``dtype``, default
+    ``p``'s), for code that writes them directly (``warm_start``, the full-precision step of a
+    group whose ``state_precision`` was set to ``"fp32"``); a lean step stores them back."""
+    square_avg = state.get("square_avg")
+    if any(name.endswith(CODES_SUFFIX) or name in VARIANCE_OF.values() for name in state) or (
+            isinstance(square_avg, Tensor) and square_avg.dtype == torch.bfloat16):
+        convert(state, p, "full", False, full_dtype=dtype)
 
 
 def _is_centered(group: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ The class only keeps param groups and lazily created state; the update itself is
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
@@ -15,25 +16,21 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .._defaults import FlavorDefault, explicit as explicit_options
-from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, check_lr, resolve
+from ..errors import StateDictError
+from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
-from . import lean_state
+from . import lean_state, state_schema
 from .kernels.capabilities import state_dtype
 from .kernels.local import dtensor_type
 from .quantized import DEFAULT_MIN_8BIT_SIZE
-from .warm_start import note_loaded_guards, split_cold, warm_start
+from .warm_start import ColdStartWarning, note_loaded_guards, split_cold, warm_start
 
-__all__ = ["RMSprop", "NonFiniteGradientError"]
+__all__ = ["RMSprop", "NonFiniteGradientError", "StateDictError"]
 
 
 # The group keys that make up the spec (lr is kept apart: it changes under schedules).
 _SPEC_KEYS = tuple(name for name in OPTION_NAMES if name != "lr")
-
-
-@functools.lru_cache(maxsize=256)
-def _spec_of(values: tuple) -> RMSpropSpec:
-    return RMSpropSpec(lr=None, **dict(zip(_SPEC_KEYS, values)))
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -72,15 +69,6 @@ def _as_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
-
-
-def _check_tensor_lr(lr: Any) -> None:
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)}")
-        check_lr(lr.item())
-    else:
-        check_lr(lr)
 
 
 class RMSprop(Optimizer):
@@ -193,10 +181,13 @@ class RMSprop(Optimizer):
             "decoupled_weight_decay": decoupled_weight_decay, "amsgrad": amsgrad,
             "bias_correction": bias_correction, "nonfinite": nonfinite,
         }
+        if lr is None:  # as torch.optim.RMSprop, which cannot compare None with 0
+            raise TypeError("lr must be a real number or a 1-element tensor, got None")
+        foreach = state_schema.check_foreach(foreach)
         explicit = explicit_options(given)
         tensor_lr = explicit.pop("lr") if isinstance(explicit.get("lr"), Tensor) else None
         if tensor_lr is not None:
-            _check_tensor_lr(tensor_lr)
+            state_schema.check_lr_value(tensor_lr)
             explicit["lr"] = tensor_lr.item()
         spec = resolve(flavor, **explicit)
         capturable = _as_bool("capturable", capturable)
@@ -250,21 +241,13 @@ class RMSprop(Optimizer):
 
     @staticmethod
     def _check_group(group: dict[str, Any], index: int | None = None) -> None:
-        _check_tensor_lr(group["lr"])
-        check_impl(group["impl"])
+        state_schema.check_group(group)
         _check_torch_path_options(group, index)
-        foreach = group["foreach"]
-        if foreach is not None and not isinstance(foreach, bool):
-            raise TypeError(f"foreach must be a bool or None, got {foreach!r}")
-        if foreach is not None and group["impl"] not in ("auto", "foreach" if foreach else "loop"):
-            raise ValueError(f"foreach={foreach} contradicts impl={group['impl']!r}")
-        RMSprop.spec_of(group)
-        lean_state.check_storage(group)
 
     @staticmethod
     def spec_of(group: dict[str, Any]) -> RMSpropSpec:
         """The validated options of a param group (its ``lr`` aside: see ``group["lr"]``)."""
-        return _spec_of(tuple(group[name] for name in _SPEC_KEYS))
+        return state_schema.spec_of(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -280,18 +263,38 @@ class RMSprop(Optimizer):
                         float(p_state["step"]), dtype=_step_dtype(),
                         device=p.device if group["capturable"] else None,
                     )
+        note_loaded_guards(self)  # an unpickled optimizer resumes its cold-start guard too
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first."""
-        state_dict = lean_state.upgraded(state_dict)
-        for index, group in enumerate(state_dict["param_groups"]):
-            merged = {**self.defaults, **group}
-            if index < len(self.param_groups):  # how our groups run and store state stays ours
-                merged.update(lean_state.own_settings(self.param_groups[index]))
-            self._check_group(merged, index)
+    def load_state_dict(self, state_dict: dict[str, Any], *, missing_state: str = "error") -> None:
+        """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first.
+
+        Every group and every parameter's state is checked before anything changes (see
+        :mod:`rmsprop.torch.state_schema`); a refused state dict raises
+        :class:`~rmsprop.errors.StateDictError` naming the group, the parameter and the field,
+        and leaves the optimizer as it was. Another optimizer's state dict (Adam's, SGD's,
+        ...) is refused. How each group runs and stores its state (``impl``, ``foreach``,
+        ``state_precision``, ``min_8bit_size``) stays this optimizer's own.
+
+        Args:
+            state_dict: as returned by ``state_dict()``.
+            missing_state: what to do with a parameter whose state lacks a tensor the
+                group's options need: ``"error"`` (default: refuse, as a resumed run would
+                silently restart it from zero) or ``"fresh"`` (start it over on purpose: a
+                parameter without ``step`` or ``square_avg`` restarts its whole state under
+                the cold-start guard, with a :class:`ColdStartWarning`; a missing
+                ``grad_avg``, ``max_square_avg`` or ``momentum_buffer`` starts at 0, the
+                current v and 0).
+        """
+        state_dict, fresh = state_schema.checked_state_dict(self, state_dict, missing_state)
         with lean_state.loading(self, state_dict):  # keeps our settings, converts the state
             super().load_state_dict(state_dict)
         note_loaded_guards(self)
+        if fresh:
+            warnings.warn(
+                f"load_state_dict(missing_state='fresh'): parameter(s) {fresh} start their "
+                "optimizer state over (the cold-start guard applies where v starts at 0)",
+                ColdStartWarning, stacklevel=2,
+            )
 
     # -- the step -------------------------------------------------------------------------
 
@@ -319,8 +322,12 @@ class RMSprop(Optimizer):
         if "step" not in state:
             state["step"] = torch.zeros(
                 (), dtype=_step_dtype(), device=p.device if capturable else None)
-        if "square_avg" not in state and len(state) > 1:  # lean state, for warm_start & co.
-            lean_state.decode_for_writing(state, p)
+        square_avg = state.get("square_avg")
+        if (square_avg is None and len(state) > 1) or (
+                square_avg is not None and square_avg.dtype != (dtype or p.dtype)
+                and square_avg.dtype == torch.bfloat16):
+            # lean state (warm_start, a group switched to state_precision="fp32")
+            lean_state.decode_for_writing(state, p, dtype)
         for key in state_keys(spec):
             if key not in state:
                 if key == "square_avg":
@@ -350,6 +357,7 @@ class RMSprop(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
+        state_schema.check_groups(self)  # options written into param_groups since the last step
         work = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -387,7 +395,9 @@ class RMSprop(Optimizer):
             for params, spec in split_cold(self, group_params, group_spec):
                 if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
                     params = lean_state.step(self, group, params, spec)
-                states = [self._state_of(p, spec, state_dtype(impl, p.dtype), group["capturable"])
+                # every tensor the group's options need (a guarded batch steps with fewer)
+                states = [self._state_of(p, group_spec, state_dtype(impl, p.dtype),
+                                         group["capturable"])
                           for p in params]
                 rmsprop(
                     params,
@@ -407,10 +417,11 @@ class RMSprop(Optimizer):
         return loss
 
     def warm_start(self, closure: Callable[[], Any], steps: int = 10) -> list[Any]:
-        """Re-estimate v (and the gradient average) from ``steps`` batches; params do not move.
+        """Re-estimate v from ``steps`` batches; params do not move.
 
         The cure for a cold start (parameters restored without optimizer state): v becomes
-        the mean of g^2 over the batches instead of starting from zero. See
+        the mean of g^2 over the batches instead of starting from zero; the gradient average
+        of the centered form restarts at 0 (batches that agree would make the variance 0). See
         :func:`rmsprop.torch.warm_start.warm_start`.
 
         Args:

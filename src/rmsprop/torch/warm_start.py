@@ -7,13 +7,23 @@ in every coordinate at once (the article, "Implementation"; see ``docs/checkpoin
 
 Two remedies:
 
-(a) :func:`warm_start` (``RMSprop.warm_start(closure, steps=k)``) re-estimates v (and the
-    gradient average gbar when centered) from k gradient batches without moving the
-    parameters: v = (1/k) sum_i g_i^2 and gbar = (1/k) sum_i g_i, the running mean, which is
-    the EMA of the update with rho_i = 1 - 1/i (so :func:`rmsprop.update.rmsprop_update`
-    computes it, maximize and weight decay included). With ``bias_correction`` the state is
-    stored as ``(1 - rho^t) * mean`` with ``step = t = max(step, k)`` so that the corrected
-    value the kernel divides by is the mean itself.
+(a) :func:`warm_start` (``RMSprop.warm_start(closure, steps=k)``) re-estimates v from k
+    gradient batches without moving the parameters: v = (1/k) sum_i g_i^2, the running mean,
+    which is the EMA of the update with rho_i = 1 - 1/i (so
+    :func:`rmsprop.update.rmsprop_update` computes it, maximize and weight decay included).
+    The state is stored as ``(1 - rho^t) * mean`` with ``step = t = max(step, k)`` and the
+    following steps run bias-corrected (with ``bias_correction``, or under the guard of (b)
+    until its horizon), so that the value the kernel divides by is the mean itself at first
+    and each new gradient then weighs ``(1 - rho) / (1 - rho^(t+1))``, about 1/(k+1), not
+    ``1 - rho``: the estimate of k batches taken at one point follows the gradient as the
+    parameters move (with ``1 - rho`` a coordinate whose gradient was small at that point
+    and grows would take steps of up to ``lr / sqrt(1 - rho)``, 3x those of a full-state
+    resume on a full batch). The gradient average gbar of the centered form is not
+    re-estimated: it restarts at 0, as in a fresh run. k batches that agree (a full batch, a
+    deterministic loss: the same gradient every call) give mean(g)^2 = mean(g^2), a
+    variance v - gbar^2 of 0 and steps of g / eps; with gbar = 0 the variance the step
+    divides by is v itself, at least the true one, whatever the batches, and gbar grows
+    back by its EMA.
 
 (b) The automatic guard, when the user does nothing: :func:`rmsprop.checkpoint.load` with a
     model and no optimizer marks the parameters it restored. An ``RMSprop`` that creates fresh
@@ -22,7 +32,10 @@ Two remedies:
     with bias correction, ``v_hat = v / (1 - rho^t)``: the unbiased estimate of E[g^2] from a
     zero start (Kingma & Ba 2015, section 3), so the first step is ``lr * sign(g)`` rather
     than ``lr / sqrt(1 - rho)``. After the horizon ``1 - rho^t`` rounds to 1 in float32 and
-    the guard stops. It applies only where the zero start is the problem: groups with
+    the guard stops. A centered group runs uncentered during the guard (:func:`guarded_spec`):
+    bias-corrected from a zero start, v and gbar are both the mean of the same few gradients,
+    so ``v - gbar^2`` is 0 on a full batch; gbar stays at 0 until the horizon and then grows
+    by its EMA. It applies only where the zero start is the problem: groups with
     ``initial_accumulator_value == 0``, ``alpha > 0`` and ``bias_correction=False``.
     Parameters nobody marked (every ordinary run) take the untouched path, bit-identical to
     ``torch.optim.RMSprop``. A guarded parameter's state holds ``"cold_start_guard": True``
@@ -35,6 +48,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import types
 import warnings
 from typing import Any, Callable, Iterable
 
@@ -55,6 +69,8 @@ __all__ = [
     "split_cold",
     "note_loaded_guards",
     "GUARD_KEY",
+    "guard_applies",
+    "guarded_spec",
 ]
 
 # Parameters rmsprop.checkpoint.load restored without optimizer state (weak: never keeps a
@@ -98,12 +114,20 @@ checkpoints, so a run saved during the guard resumes guarded, as it would have c
 def note_loaded_guards(optimizer: Any) -> None:
     """After ``load_state_dict``: whether any loaded state carries :data:`GUARD_KEY` (so that
     :func:`split_cold` looks for guarded parameters at all)."""
-    optimizer.__dict__["_rmsprop_guarded"] = any(
-        state.get(GUARD_KEY) for state in optimizer.state.values())
+    optimizer.__dict__["_rmsprop_guarded"] = any(  # torch lets code keep other entries
+        isinstance(state, dict) and state.get(GUARD_KEY) for state in optimizer.state.values())
 
 
-def _guard_applies(spec: RMSpropSpec) -> bool:
+def guard_applies(spec: RMSpropSpec) -> bool:
+    """Whether the cold-start guard changes anything for ``spec``: v starts from zero and
+    is not bias-corrected already."""
     return not spec.bias_correction and spec.initial_accumulator_value == 0 and spec.alpha > 0
+
+
+def guarded_spec(spec: RMSpropSpec) -> RMSpropSpec:
+    """The options a guarded parameter steps with: bias correction on, and the uncentered
+    form (the centered variance of a bias-corrected zero start is 0 on a full batch)."""
+    return spec.replace(bias_correction=True, centered=False)
 
 
 def split_cold(
@@ -115,7 +139,7 @@ def split_cold(
     marked, no guard loaded) it returns ``[(params, spec)]`` after two flag checks.
     """
     if (not _restored and not optimizer.__dict__.get("_rmsprop_guarded")) \
-            or not _guard_applies(spec):
+            or not guard_applies(spec):
         return [(params, spec)]
     state = optimizer.state
     fresh = [p for p in params if p in _restored and "step" not in state.get(p, {})]
@@ -136,7 +160,7 @@ def split_cold(
                 continue
             del p_state[GUARD_KEY]
         ordinary.append(p)
-    batches = [(ordinary, spec), (guarded, spec.replace(bias_correction=True))]
+    batches = [(ordinary, spec), (guarded, guarded_spec(spec))]
     return [(batch, batch_spec) for batch, batch_spec in batches if batch]
 
 
@@ -174,6 +198,15 @@ class _TorchArrays:
     sqrt = staticmethod(torch.sqrt)
 
     @staticmethod
+    def iscomplexobj(x: Tensor) -> bool:
+        return x.is_complex()
+
+    @staticmethod
+    def finfo(dtype: torch.dtype) -> Any:
+        """Has ``.dtype``: the real dtype of ``dtype`` (NumPy's ``finfo(complex64).dtype``)."""
+        return types.SimpleNamespace(dtype=dtype.to_real())
+
+    @staticmethod
     def maximum(a: Tensor, b: Any) -> Tensor:
         return torch.maximum(a, b) if isinstance(b, Tensor) else torch.clamp_min(a, b)
 
@@ -183,7 +216,8 @@ def _real(t: Tensor) -> Tensor:
 
 
 def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[Any]:
-    """Re-estimate v (and gbar) from ``steps`` gradient batches; the parameters do not move.
+    """Re-estimate v from ``steps`` gradient batches (gbar restarts at 0); the parameters do
+    not move.
 
     Args:
         optimizer: an ``rmsprop.torch.RMSprop``.
@@ -236,8 +270,6 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
     with torch.no_grad():
         for p, group, spec, mean, count in estimates.values():
             _commit(optimizer, p, group, spec, mean, count)
-    for p, *_ in estimates.values():  # real state now: the guard is over
-        optimizer.state[p].pop(GUARD_KEY, None)
     return losses
 
 
@@ -247,10 +279,10 @@ def _accumulate(estimates: dict[int, list[Any]], p: Tensor, group: dict, spec: R
         entry = estimates[id(p)] = [p, group, spec, None, 0]
     entry[4] += 1
     count = entry[4]
-    # The EMA with rho = 1 - 1/i is the running mean; momentum and amsgrad play no part in it.
+    # The EMA with rho = 1 - 1/i is the running mean; momentum, amsgrad and gbar play no part.
     running_mean = spec.replace(
         alpha=1.0 - 1.0 / count, momentum=0.0, nesterov=False, amsgrad=False,
-        bias_correction=False,
+        bias_correction=False, centered=False,
     )
     # At least float32: a mean of squares in bfloat16 would lose what it estimates.
     # (Of the real view: complex parameters are pairs of real ones, as in the step.)
@@ -267,13 +299,18 @@ def _commit(
 
     # The state tensors step() would create (the fused kernels keep float32 for 16-bit params).
     state = optimizer._state_of(p, spec, state_dtype(optimizer.impl_of(group), p.dtype))
+    state.pop(GUARD_KEY, None)
     scale = 1.0
-    if spec.bias_correction:
+    guarded = guard_applies(spec)
+    if spec.bias_correction or guarded:
         t = max(float(state["step"]), float(count))
         scale = 1.0 - spec.alpha**t
         state["step"].fill_(t)
+    if guarded and t < guard_horizon(spec.alpha):  # the next steps as the guard's t+1, t+2, ...
+        state[GUARD_KEY] = True
+        optimizer.__dict__["_rmsprop_guarded"] = True
     _real(state["square_avg"]).copy_(mean["square_avg"] * scale)
     if spec.amsgrad:  # the running max restarts at the estimate
         _real(state["max_square_avg"]).copy_(mean["square_avg"] * scale)
-    if spec.centered:
-        _real(state["grad_avg"]).copy_(mean["grad_avg"] * scale)
+    if spec.centered:  # not re-estimated: see the module's docstring
+        state["grad_avg"].zero_()
