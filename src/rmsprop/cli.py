@@ -16,6 +16,10 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from .extras import require
+
+require("the rmsprop command", "lab", "typer", "rich", "torch", "matplotlib")
+
 import typer
 from rich.console import Console
 from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,

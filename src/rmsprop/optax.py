@@ -12,6 +12,10 @@ import copy
 import re
 from typing import Any, Callable, NamedTuple
 
+from .extras import require
+
+require("rmsprop.optax", "jax", "jax", "optax")
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -17,6 +17,10 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from ..extras import require
+
+require("rmsprop.experiments", "lab", "torch", "matplotlib")
+
 from ._base import Progress, Result, Table, no_progress, single_thread
 
 __all__ = ["names", "get", "run", "summaries", "Result", "Table", "UnknownExperimentError"]
