@@ -12,6 +12,7 @@ an error; add ``--strict`` to exit with 1 then), 2 for a bad name or argument.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -22,8 +23,8 @@ require("the rmsprop command", "lab", "typer", "rich", "torch", "matplotlib")
 
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn)
 from rich.table import Table as RichTable
 
 from . import experiments
@@ -62,6 +63,10 @@ def _progress() -> Progress:
                     TaskProgressColumn(), TimeElapsedColumn(), console=err, transient=False)
 
 
+def _set_progress(bars: Progress, task: TaskID, fraction: float) -> None:
+    bars.update(task, completed=fraction)
+
+
 def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -> list[Result]:
     """Run each (name, steps) with one progress bar per experiment."""
     for name, steps in plan:  # refuse a bad length before anything runs
@@ -80,7 +85,7 @@ def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -
         for name, steps in plan:
             task = tasks[name]
             bars.start_task(task)
-            update: Callable[[float], None] = lambda f, task=task: bars.update(task, completed=f)
+            update: Callable[[float], None] = functools.partial(_set_progress, bars, task)
             try:
                 results.append(experiments.run(name, seed=seed, steps=steps, out_dir=out_dir,
                                                progress=update))
