@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..extras import require
+from ..suggest import did_you_mean
 
 require("rmsprop.experiments", "lab", "torch", "matplotlib")
 
@@ -55,7 +56,8 @@ def get(name: str) -> ModuleType:
     """The module of experiment ``name``."""
     if name not in _MODULES:
         raise UnknownExperimentError(
-            f"unknown experiment {name!r}; valid names: {', '.join(_MODULES)}"
+            f"unknown experiment {name!r}{did_you_mean(name, _MODULES)} "
+            f"(valid names: {', '.join(_MODULES)})"
         )
     return importlib.import_module(f"{__name__}.{_MODULES[name]}")
 
