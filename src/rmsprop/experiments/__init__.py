@@ -4,9 +4,10 @@ Each module has ``NAME``, ``SUMMARY`` (one line), ``CLAIM``, ``DEFAULT_STEPS``, 
 and ``run(seed, steps, out_dir, progress=None) -> Result``; :func:`run` here is the one
 entry point (it validates the arguments, creates the output folder, seeds and times the run).
 
->>> from rmsprop import experiments
->>> experiments.names()[:2]
-['valley', 'adagrad-decay']
+Examples:
+    >>> from rmsprop import experiments
+    >>> experiments.names()[:2]
+    ['valley', 'adagrad-decay']
 """
 
 from __future__ import annotations
