@@ -89,6 +89,7 @@ def test_strict_exits_1_when_a_claim_fails(tmp_path, monkeypatch):
     assert "FAIL" in result.output
 
 
+@pytest.mark.slow
 def test_python_dash_m_rmsprop():
     done = subprocess.run([sys.executable, "-m", "rmsprop", "experiments"], capture_output=True,
                           text=True, timeout=120)

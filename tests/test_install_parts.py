@@ -120,6 +120,7 @@ def _cache_files(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*") if p.suffix in (".nbi", ".nbc")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["NUMBA_CACHE_DIR", "XDG_CACHE_HOME"])
 def test_numba_caches_the_kernels_outside_the_package(tmp_path, where):
     """NUMBA_CACHE_DIR when set, else numba's user-wide cache directory; never the package."""
