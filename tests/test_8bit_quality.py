@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("numba")
 
 from rmsprop.torch import RMSprop  # noqa: E402
 
 from state8bit_tasks import TASKS, train  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains two models several times: minutes
 
 SEEDS = (0, 1)
 TOLERANCE = 0.02  # relative difference of the mean final loss

@@ -105,12 +105,14 @@ def check_one_spec(spec, precision: str, rng, n: int = 3 * BLOCK + 37, steps: in
             assert excess.max() <= 0, f"{spec} {name} step {t}: over by {excess.max()}"
 
 
+@pytest.mark.slow
 def test_every_option_8bit_matches_reference_to_quantization_error():
     rng = np.random.default_rng(0)
     for spec in option_matrix():
         check_one_spec(spec, "8bit", rng)
 
 
+@pytest.mark.slow
 def test_options_bf16_match_reference_to_rounding_error():
     rng = np.random.default_rng(1)
     for i, spec in enumerate(option_matrix()):

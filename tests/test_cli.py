@@ -89,6 +89,7 @@ def test_strict_exits_1_when_a_claim_fails(tmp_path, monkeypatch):
     assert "FAIL" in result.output
 
 
+@pytest.mark.slow
 def test_python_dash_m_rmsprop():
     done = subprocess.run([sys.executable, "-m", "rmsprop", "experiments"], capture_output=True,
                           text=True, timeout=120)
@@ -98,3 +99,28 @@ def test_python_dash_m_rmsprop():
                          text=True, timeout=120)
     assert bad.returncode == 2
     assert "unknown experiment 'nope'" in bad.stderr
+
+
+def test_an_unknown_experiment_gets_the_closest_name():
+    result = runner.invoke(cli.app, ["run", "cold-strat"])
+    assert result.exit_code == 2
+    assert "did you mean 'cold-start'?" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_help_lists_the_experiments_and_the_flavours():
+    from rmsprop import FLAVORS
+
+    result = runner.invoke(cli.app, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    for name in [*experiments.names(), *FLAVORS]:
+        assert f" {name}," in text or f" {name}." in text, name
+
+
+def test_flavors_lists_every_flavour_with_what_it_reproduces():
+    from rmsprop import flavors
+
+    result = runner.invoke(cli.app, ["flavors"])
+    assert result.exit_code == 0
+    for name in flavors():
+        assert name in result.output

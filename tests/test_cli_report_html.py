@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from rmsprop import cli
 
+pytestmark = pytest.mark.slow  # runs every experiment, then a browser
+
 CHECK = """<script>
 function rmspropCheck() {
   const imgs = Array.from(document.images);

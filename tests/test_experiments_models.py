@@ -63,6 +63,7 @@ def test_digits(out):
     assert r.passed
 
 
+@pytest.mark.slow
 def test_warmup(out):
     r = run_quick("warmup", out)
     f = r.figures
@@ -74,6 +75,7 @@ def test_warmup(out):
     assert r.passed
 
 
+@pytest.mark.slow
 def test_rnn(out):
     r = run_quick("rnn", out)
     f = r.figures

@@ -22,6 +22,7 @@ def out(tmp_path_factory):
     return tmp_path_factory.mktemp("experiments")
 
 
+@pytest.mark.slow
 def test_valley(out):
     r = run_quick("valley", out)
     f = r.figures
@@ -43,6 +44,7 @@ def test_valley_sgd_bound_matches_theory():
     assert loss[-1, 0] < 1e-3 and loss[-1, 1] > 1e3
 
 
+@pytest.mark.slow
 def test_adagrad_decay(out):
     r = run_quick("adagrad-decay", out)
     f = r.figures
@@ -52,6 +54,7 @@ def test_adagrad_decay(out):
     assert r.passed
 
 
+@pytest.mark.slow
 def test_momentum(out):
     r = run_quick("momentum", out)
     steps = r.steps
@@ -67,6 +70,7 @@ def test_momentum(out):
     assert r.passed
 
 
+@pytest.mark.slow
 def test_reddi(out):
     r = run_quick("reddi", out)
     f = r.figures

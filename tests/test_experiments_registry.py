@@ -36,6 +36,7 @@ def test_negative_seed_is_refused(tmp_path):
         experiments.run("memory", seed=-1, out_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     def data(seed, sub):
         result = experiments.run("adagrad-decay", seed=seed, steps=400, out_dir=tmp_path / sub)

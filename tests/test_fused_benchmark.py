@@ -23,6 +23,7 @@ def test_minimal_bytes(options, param_dtype, state_dtype, per_param):
     assert step_time.minimal_bytes(1000, options, param_dtype, state_dtype) == 1000 * per_param
 
 
+@pytest.mark.slow
 def test_main_writes_consistent_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert step_time.main([

@@ -44,6 +44,7 @@ shapes = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     dtypes=st.sampled_from(DTYPE_PAIRS),

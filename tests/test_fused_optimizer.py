@@ -168,6 +168,7 @@ def test_importing_the_torch_api_imports_neither_numba_nor_our_triton_kernel():
     assert out == "[]"
 
 
+@pytest.mark.slow
 def test_compiled_kernels_are_cached_on_disk_for_the_next_process():
     """numba's cache=True: a second process loads the kernel instead of compiling it."""
     code = """
@@ -262,6 +263,7 @@ def test_a_state_dict_keeps_the_loading_optimizers_impl():
         optimizer.step()
 
 
+@pytest.mark.slow
 def test_a_compiled_training_step_runs_the_default_impl():
     """torch.compile of a whole training step, in a fresh process (dynamo used to crash
     tracing numba's dispatcher on the first fused step of a process): the fused kernel runs

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import rmsprop.optax as ro
-from optax_common import MATRIX_PROBLEM, PROBLEM, STEPS, max_error, run, run_pair, schedule_of
+from optax_common import MATRIX_PROBLEM, PROBLEM, STEPS, max_error, run_pair, schedule_of
 
 pytestmark = pytest.mark.parity
 

@@ -37,6 +37,7 @@ def triton_interpreter():
         os.environ["TRITON_INTERPRET"] = previous
 
 
+@pytest.mark.slow
 def test_every_option_combination_float32():
     """Every option combination (v0 aside: it only sets the initial state), 2 steps with a
     changing lr over two tensors in one launch: bit-identical to update.py in float32, and

@@ -1,7 +1,9 @@
-"""The ``rmsprop`` command: the article's claims as experiments you can run and look at.
+"""The ``rmsprop`` command: the claims of the Marovi AI encyclopedia article "RMSProp" (the
+source of this library's claims) as experiments you can run and look at.
 
     rmsprop demo                      a tour of a few experiments in under a minute
     rmsprop experiments               the list, one line each
+    rmsprop flavors                   the flavours, one line each
     rmsprop run NAME [--out DIR] [--seed N] [--steps N]
     rmsprop report [--out DIR]        every experiment into one self-contained HTML page
     rmsprop bench [ARGS...]           the step-time benchmark (``rmsprop bench --help``)
@@ -12,17 +14,23 @@ an error; add ``--strict`` to exit with 1 then), 2 for a bad name or argument.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from .extras import require
+
+require("the rmsprop command", "lab", "typer", "rich", "torch", "matplotlib")
+
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn)
 from rich.table import Table as RichTable
 
 from . import experiments
+from .spec import FLAVORS, flavors
 from .experiments import Result
 
 __all__ = ["app", "main"]
@@ -31,7 +39,10 @@ DEMO = ("valley", "adagrad-decay", "cold-start", "reddi", "memory")
 
 app = typer.Typer(
     name="rmsprop",
-    help="RMSProp, the article's claims as runnable experiments with plots and a report.",
+    help=("RMSProp, the claims of the Marovi AI encyclopedia article \"RMSProp\" as runnable "
+          "experiments with plots and a report.\n\n"
+          f"Experiments: {', '.join(experiments.names())}.\n\n"
+          f"Flavours (flavor=...): {', '.join(FLAVORS)}."),
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -47,15 +58,20 @@ StrictOption = typer.Option(False, "--strict", help="Exit with status 1 if a cla
 
 
 def _check_name(name: str) -> str:
-    if name not in experiments.names():
-        raise typer.BadParameter(
-            f"unknown experiment {name!r}; valid names: {', '.join(experiments.names())}")
+    try:
+        experiments.get(name)
+    except experiments.UnknownExperimentError as error:  # the message has "did you mean"
+        raise typer.BadParameter(str(error)) from error
     return name
 
 
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description:<16}"), BarColumn(),
                     TaskProgressColumn(), TimeElapsedColumn(), console=err, transient=False)
+
+
+def _set_progress(bars: Progress, task: TaskID, fraction: float) -> None:
+    bars.update(task, completed=fraction)
 
 
 def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -> list[Result]:
@@ -76,7 +92,7 @@ def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int) -
         for name, steps in plan:
             task = tasks[name]
             bars.start_task(task)
-            update: Callable[[float], None] = lambda f, task=task: bars.update(task, completed=f)
+            update: Callable[[float], None] = functools.partial(_set_progress, bars, task)
             try:
                 results.append(experiments.run(name, seed=seed, steps=steps, out_dir=out_dir,
                                                progress=update))
@@ -157,9 +173,20 @@ def list_experiments() -> None:
     out.print(table)
 
 
+@app.command("flavors")
+def list_flavors() -> None:
+    """List the flavours (the optimizers' flavor= argument): whose RMSProp each reproduces."""
+    table = RichTable(title="rmsprop flavours", show_header=True)
+    table.add_column("flavor", style="bold")
+    table.add_column("reproduces")
+    for name, reproduces in flavors().items():
+        table.add_row(name, reproduces)
+    out.print(table)
+
+
 @app.command()
 def run(
-    name: str = typer.Argument(..., help="Experiment name (see `rmsprop experiments`).",
+    name: str = typer.Argument(..., help=f"Experiment name: {', '.join(experiments.names())}.",
                                callback=_check_name),
     out_dir: Path = OutOption,
     seed: int = SeedOption,

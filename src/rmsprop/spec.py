@@ -33,6 +33,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .suggest import did_you_mean
+
 __all__ = [
     "RMSpropSpec",
     "Flavor",
@@ -321,6 +323,7 @@ def resolve(flavor: str = "pytorch", **explicit: Any) -> RMSpropSpec:
     if flavor not in FLAVORS:
         raise ValueError(
             f"Invalid flavor value: {flavor!r} (flavor must be one of {', '.join(FLAVORS)})"
+            + did_you_mean(flavor, FLAVORS)
         )
     unknown = set(explicit) - set(OPTION_NAMES)
     if unknown:

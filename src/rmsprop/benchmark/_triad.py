@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import numba_cache
+
 __all__ = ["triad"]
+
+numba_cache.install()
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -24,7 +24,16 @@ It prints ms per step, GB/s at the minimal byte count, the speed-up over torch's
 path in the same run (the faster of loop and foreach), and the fraction of the best measured
 bandwidth; the figures that matter are printed last: the default's speed and the fastest
 setting's, each against torch. ``--json`` writes every number,
-``--plot`` draws the speed-ups.
+``--plot`` draws the speed-ups (log axis: they span decades).
+
+A figure is flagged (:func:`flags`) when it cannot be taken at face value: ``above-ceiling``
+when it moves more bytes per second than the machine's triad measured in the same run
+(:data:`CEILING_MARGIN` allowed for the triad's own noise: data that stayed in cache, or a
+machine busy while the triad ran), ``noisy`` when the spread of its rounds (p75 - p25) exceeds
+:data:`NOISE_LIMIT` of its median (a busy machine). Flagged figures are marked in the table,
+listed before the summary and in the JSON (``flags``, ``ok``); ``--strict`` exits with 1 when
+any is flagged, for scripts. ``--quick`` is a short run (two small layouts, a tenth of the
+size, 5 rounds) to check that everything runs.
 
 Run: ``python -m rmsprop.benchmark.step_time`` (or ``rmsprop bench``, or
 ``python benchmarks/step_time.py``); ``--help`` for the options.
@@ -46,7 +55,27 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["LAYOUTS", "CONFIGS", "main", "minimal_bytes", "run_case"]
+from ..suggest import did_you_mean
+
+__all__ = ["LAYOUTS", "CONFIGS", "CEILING_MARGIN", "NOISE_LIMIT", "flags", "main",
+           "minimal_bytes", "run_case"]
+
+
+CEILING_MARGIN = 1.10
+"""A figure above this fraction of the measured triad bandwidth is flagged ``above-ceiling``."""
+
+NOISE_LIMIT = 0.25
+"""A figure whose interquartile range exceeds this fraction of its median is flagged ``noisy``."""
+
+
+def flags(result: dict[str, Any]) -> list[str]:
+    """Why a contender's figures cannot be taken at face value (empty when they can)."""
+    out = []
+    if result["kind"] != "bandwidth" and result["bandwidth_fraction"] > CEILING_MARGIN:
+        out.append("above-ceiling")
+    if result["p75_ms"] - result["p25_ms"] > NOISE_LIMIT * result["median_ms"]:
+        out.append("noisy")
+    return out
 
 
 def _transformer_shapes(d: int = 512, blocks: int = 4, vocab: int = 8192) -> list[tuple]:
@@ -251,6 +280,7 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
             "bandwidth_fraction": rate / bandwidth,
             "note": c.note,
         }
+        results[c.name]["flags"] = flags(results[c.name])
     del contenders
     gc.collect()
     return {
@@ -258,6 +288,7 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
         "device": device, "tensors": len(shapes), "params": numel, "repeats": repeats,
         "warmup": warmup, "torch_best": torch_best, "bandwidth_reference": bandwidth_name,
         "bandwidth_gbps": bandwidth / 1e9, "results": results,
+        "flagged": [name for name, r in results.items() if r["flags"]],
     }
 
 
@@ -272,7 +303,7 @@ def print_case(case: dict[str, Any]) -> None:
         spread = f"{r['p25_ms']:.2f}-{r['p75_ms']:.2f}"
         print(f"  {name:<16}{r['median_ms']:>10.2f}{spread:>16}{r['gbps']:>8.1f}"
               f"{r['speedup_vs_torch_best']:>13.2f}x{r['bandwidth_fraction']:>13.0%}"
-              f"  {r['note']}")
+              f"  {' '.join(f'[{flag}]' for flag in r['flags'])} {r['note']}".rstrip())
 
 
 def headline(cases: Sequence[dict[str, Any]]) -> list[str]:
@@ -295,6 +326,7 @@ def headline(cases: Sequence[dict[str, Any]]) -> list[str]:
                 f"{r['median_ms']:.2f} ms, {r['speedup_vs_torch_best']:.2f}x torch's best eager "
                 f"({case['torch_best']}), {r['bandwidth_fraction']:.0%} of measured bandwidth "
                 f"({r['gbps']:.1f} of {case['bandwidth_gbps']:.1f} GB/s)"
+                + (f" [flagged: {', '.join(r['flags'])}]" if r["flags"] else "")
             )
     return lines
 
@@ -311,6 +343,7 @@ def plot(cases: Sequence[dict[str, Any]], path: str) -> None:
     for k, name in enumerate(names):
         values = [case["results"].get(name, {}).get("speedup_vs_torch_best", 0) for case in cases]
         ax.bar([i + k * width for i in range(len(cases))], values, width, label=name)
+    ax.set_yscale("log")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))])
     ax.set_xticklabels([f"{c['layout']}\n{c['config']}" for c in cases])
@@ -325,32 +358,50 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rmsprop bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layouts", default="1x16M,64x250k,2000x1k,transformer",
+    parser.add_argument("--layouts", default=None,
                         help=f"comma-separated, from {', '.join(LAYOUTS)}")
     parser.add_argument("--configs", default="plain,momentum",
                         help=f"comma-separated, from {', '.join(CONFIGS)}")
     parser.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds (default 3)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 20)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3)")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile(torch_opt.step) (about 40 s to compile)")
     parser.add_argument("--no-peers", action="store_true", help="skip bitsandbytes")
-    parser.add_argument("--scale", type=float, default=1.0,
+    parser.add_argument("--scale", type=float, default=None,
                         help="scale the first dimension of every tensor (for a quick run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run: layouts 64x250k,2000x1k, --scale 0.1, --repeats 5, "
+                             "--warmup 1 (explicit options win)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 if any figure is flagged (above the measured "
+                             "bandwidth, or noisy)")
     parser.add_argument("--json", metavar="PATH", help="write every number as JSON")
     parser.add_argument("--plot", metavar="PATH", help="draw the speed-ups (PNG, SVG...)")
     return parser
 
 
+_FULL = {"layouts": "1x16M,64x250k,2000x1k,transformer", "scale": 1.0, "repeats": 20,
+         "warmup": 3}
+_QUICK = {"layouts": "64x250k,2000x1k", "scale": 0.1, "repeats": 5, "warmup": 1}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; 0, or 1 under ``--strict`` when a figure is flagged."""
     args = _parser().parse_args(argv)
+    defaults = _QUICK if args.quick else _FULL
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     layouts = [x for x in args.layouts.split(",") if x]
     configs = [x for x in args.configs.split(",") if x]
     for value, known, flag in ((layouts, LAYOUTS, "--layouts"), (configs, CONFIGS, "--configs")):
         unknown = [x for x in value if x not in known]
         if unknown:
-            _parser().error(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+            guess = did_you_mean(unknown[0], known)
+            _parser().error(f"{flag}: unknown {', '.join(unknown)}{guess} "
+                            f"(known: {', '.join(known)})")
     if args.repeats < 1 or args.warmup < 0 or args.scale <= 0:
         _parser().error("--repeats must be >= 1, --warmup >= 0, --scale > 0")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -369,6 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             scale=args.scale)
             print_case(case)
             cases.append(case)
+    flagged = [f"{c['layout']}/{c['config']} {name}: {', '.join(c['results'][name]['flags'])}"
+               for c in cases for name in c["flagged"]]
+    if flagged:
+        print(f"\nFlagged figures (above {CEILING_MARGIN:.0%} of the measured bandwidth, or "
+              f"rounds spread over {NOISE_LIMIT:.0%} of the median: a busy machine?):")
+        for line in flagged:
+            print("  " + line)
     if args.json:
         machine = {"processor": platform.processor(), "machine": platform.machine(),
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -376,14 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.device == "cuda":
             machine["gpu"] = torch.cuda.get_device_name()
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "argv": list(argv or sys.argv[1:]), "cases": cases},
-                      f, indent=1)
+            json.dump({"machine": machine, "argv": list(argv or sys.argv[1:]),
+                       "ok": not flagged, "flags": flagged, "cases": cases}, f, indent=1)
     if args.plot:
         plot(cases, args.plot)
     print("\nSummary (per case: our default, then our fastest setting):")
     for line in headline(cases):
         print("  " + line)
-    return 0
+    return 1 if args.strict and flagged else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..extras import require
+
+require("rmsprop.checkpoint", "torch", "torch", "safetensors")
+
 from . import fileformat, target, training_state
 from .errors import (
     CheckpointChecksumError,

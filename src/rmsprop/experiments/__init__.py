@@ -4,9 +4,10 @@ Each module has ``NAME``, ``SUMMARY`` (one line), ``CLAIM``, ``DEFAULT_STEPS``, 
 and ``run(seed, steps, out_dir, progress=None) -> Result``; :func:`run` here is the one
 entry point (it validates the arguments, creates the output folder, seeds and times the run).
 
->>> from rmsprop import experiments
->>> experiments.names()[:2]
-['valley', 'adagrad-decay']
+Examples:
+    >>> from rmsprop import experiments
+    >>> experiments.names()[:2]
+    ['valley', 'adagrad-decay']
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import json
 import time
 from pathlib import Path
 from types import ModuleType
+
+from ..extras import require
+from ..suggest import did_you_mean
+
+require("rmsprop.experiments", "lab", "torch", "matplotlib")
 
 from ._base import Progress, Result, Table, no_progress, single_thread
 
@@ -51,7 +57,8 @@ def get(name: str) -> ModuleType:
     """The module of experiment ``name``."""
     if name not in _MODULES:
         raise UnknownExperimentError(
-            f"unknown experiment {name!r}; valid names: {', '.join(_MODULES)}"
+            f"unknown experiment {name!r}{did_you_mean(name, _MODULES)} "
+            f"(valid names: {', '.join(_MODULES)})"
         )
     return importlib.import_module(f"{__name__}.{_MODULES[name]}")
 

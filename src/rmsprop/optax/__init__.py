@@ -9,7 +9,11 @@ Both compute :func:`rmsprop.update.rmsprop_terms` over ``jax.numpy``: the same f
 float64 reference and the NumPy optimizer, not a copy of it.
 """
 
-from .alias import rmsprop
+from ..extras import require
+
+require("rmsprop.optax", "jax", "jax", "optax")
+
+from .alias import rmsprop  # noqa: E402
 from .core import RMSpropState
 from .scale import scale_by_rmsprop
 

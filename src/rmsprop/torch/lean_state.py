@@ -111,7 +111,7 @@ def _step_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-@torch.compiler.disable  # the fused kernel runs eagerly in a compiled step (see kernels)
+@torch._disable_dynamo  # the fused kernel runs eagerly in a compiled step (see kernels)
 def step(
     optimizer: Any, group: dict[str, Any], params: list[Tensor], spec: RMSpropSpec
 ) -> list[Tensor]:

@@ -54,7 +54,7 @@ def foreach(
 
 # torch.compile cannot trace into numba's dispatcher or Triton's launcher: the raw-memory
 # kernels run eagerly inside a compiled step (a graph break), as torch's own fused kernels do.
-@torch.compiler.disable
+@torch._disable_dynamo
 def fused(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None) -> None:
     """One pass over memory per step on CPU (numba, imported on first use): :mod:`.fused_cpu`."""
     from .fused_cpu import fused as fused_cpu
@@ -62,7 +62,7 @@ def fused(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] |
     fused_cpu(local_shards(t), spec, lr, steps)
 
 
-@torch.compiler.disable
+@torch._disable_dynamo
 def triton(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None) -> None:
     """One pass over memory per step on GPU (Triton, imported on first use):
     :mod:`.triton_kernel`."""

@@ -40,6 +40,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ... import numba_cache
 from ...spec import RMSpropSpec
 from .flat import (
     FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
@@ -47,6 +48,8 @@ from .flat import (
 from .inplace import TensorLists
 
 __all__ = ["CHUNK", "fused", "rmsprop_element"]
+
+numba_cache.install()  # the kernels' disk cache: NUMBA_CACHE_DIR or the user's, not the package
 
 CHUNK = 1 << 16
 """Elements per unit of parallel work (256 KiB of float32 per array)."""
