@@ -13,7 +13,7 @@ from ..extras import require
 
 require("rmsprop.optax", "jax", "jax", "optax")
 
-from .alias import rmsprop  # noqa: E402
+from .alias import rmsprop
 from .core import RMSpropState
 from .scale import scale_by_rmsprop
 
