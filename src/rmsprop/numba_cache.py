@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any, Callable
 
 from numba.core import caching, config
 
@@ -34,8 +35,10 @@ class _PackageUserWideLocator(_USER_WIDE):  # type: ignore[misc, valid-type]
     """numba's user-wide locator, taken for rmsprop's files unless NUMBA_CACHE_DIR is set."""
 
     @classmethod
-    def from_function(cls, py_func, py_file):  # type: ignore[no-untyped-def]
-        if config.CACHE_DIR or not Path(py_file).resolve().is_relative_to(PACKAGE_DIR):
+    def from_function(cls, py_func: Callable[..., Any], py_file: str) -> Any:
+        # numba.core.config sets its options at run time, from the environment
+        cache_dir = config.CACHE_DIR  # type: ignore[attr-defined]
+        if cache_dir or not Path(py_file).resolve().is_relative_to(PACKAGE_DIR):
             return None
         return super().from_function(py_func, py_file)
 

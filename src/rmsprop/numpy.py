@@ -13,7 +13,7 @@ from typing import Any, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ._defaults import FlavorDefault, explicit
+from ._defaults import explicit, flavor_default
 from .errors import NonFiniteGradientError
 from .spec import OPTION_NAMES, RMSpropSpec, check_lr, resolve
 from .update import init_state, rmsprop_update, state_keys
@@ -63,12 +63,12 @@ class RMSprop:
     def __init__(
         self,
         params: Sequence[np.ndarray] | Mapping[Hashable, np.ndarray],
-        lr: float = FlavorDefault(1e-2),
-        alpha: float = FlavorDefault(0.99),
-        eps: float = FlavorDefault(1e-8),
-        weight_decay: float = FlavorDefault(0.0),
-        momentum: float = FlavorDefault(0.0),
-        centered: bool = FlavorDefault(False),
+        lr: float = flavor_default(1e-2),
+        alpha: float = flavor_default(0.99),
+        eps: float = flavor_default(1e-8),
+        weight_decay: float = flavor_default(0.0),
+        momentum: float = flavor_default(0.0),
+        centered: bool = flavor_default(False),
         *,
         maximize: bool | None = None,
         nesterov: bool | None = None,
@@ -106,7 +106,9 @@ class RMSprop:
     @property
     def lr(self) -> float:
         """The learning rate; set it to follow a schedule (validated: a number >= 0)."""
-        return self._spec.lr
+        lr = self._spec.lr
+        assert lr is not None  # resolve() and load_state_dict() refuse a spec without one
+        return lr
 
     @lr.setter
     def lr(self, value: float) -> None:
@@ -124,7 +126,14 @@ class RMSprop:
 
     def _arrays(self) -> Iterator[tuple[Hashable, np.ndarray]]:
         for key in self._keys:
-            yield key, self.params[key]
+            yield key, self._param(key)
+
+    def _param(self, key: Hashable) -> np.ndarray:
+        params = self.params
+        if isinstance(params, Mapping):
+            return params[key]
+        assert isinstance(key, int)  # _check_params: a list's keys are its indices
+        return params[key]
 
     # -- the step -------------------------------------------------------------------------
 
@@ -241,7 +250,7 @@ class RMSprop:
         unknown = [key for key in states if key not in self._keys]
         if unknown:
             raise ValueError(f"state_dict['state'] has entries for no param: {unknown!r}")
-        loaded = {key: _checked_state(key, states[key], self.params[key], spec)
+        loaded = {key: _checked_state(key, states[key], self._param(key), spec)
                   for key in self._keys if key in states}
         self._spec = spec
         self._state = loaded

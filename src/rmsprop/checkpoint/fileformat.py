@@ -57,7 +57,7 @@ MAX_HEADER_BYTES = 100_000_000
 """The largest header a checkpoint may have (safetensors' own limit)."""
 
 
-def checksum(tensors: Mapping[str, Tensor], fields: Mapping[str, str]) -> str:
+def checksum(tensors: Mapping[str, Tensor], fields: Mapping[str, Any]) -> str:
     """SHA-256 of the metadata ``fields`` and of every tensor's name, dtype, shape and bytes."""
     digest = hashlib.sha256()
     digest.update(json.dumps(dict(fields), sort_keys=True).encode())
@@ -65,7 +65,7 @@ def checksum(tensors: Mapping[str, Tensor], fields: Mapping[str, str]) -> str:
         tensor = tensors[name]
         digest.update(f"\0{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
         raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-        digest.update(memoryview(raw))
+        digest.update(raw.data)
     return "sha256:" + digest.hexdigest()
 
 
@@ -148,8 +148,10 @@ def _json(text: str | bytes, what: str, where: str) -> Any:
         mapping = dict(pairs)
         if len(mapping) != len(pairs):
             seen: set[str] = set()
-            twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-            raise CheckpointCorruptError(f"{where}: {what} holds the key {twice!r} twice")
+            for key, _ in pairs:
+                if key in seen:
+                    raise CheckpointCorruptError(f"{where}: {what} holds the key {key!r} twice")
+                seen.add(key)
         return mapping
 
     try:

@@ -142,7 +142,7 @@ def _collect_optimizer(optimizer: Any, model: Any, store: _TensorStore) -> dict[
     params = [p for group in optimizer.param_groups for p in group["params"]]
     groups = []
     for g, group in enumerate(state_dict["param_groups"]):
-        saved = {"params": list(group["params"])}
+        saved: dict[str, Any] = {"params": list(group["params"])}
         for key, value in group.items():
             if key != "params":
                 saved[key] = _encode_value(

@@ -12,7 +12,7 @@ No ``from __future__ import annotations`` here: optax's own tests read
 
 import optax
 
-from .._defaults import FlavorDefault
+from .._defaults import flavor_default
 from .core import transformation
 from .options import learning_rate_schedule, specs
 
@@ -21,14 +21,14 @@ __all__ = ["rmsprop"]
 
 def rmsprop(
     learning_rate: optax.ScalarOrSchedule,
-    decay: float = FlavorDefault(0.9),
-    eps: float = FlavorDefault(1e-8),
-    initial_scale: float = FlavorDefault(0.0),
-    eps_in_sqrt: bool = FlavorDefault(True),
-    centered: bool = FlavorDefault(False),
+    decay: float = flavor_default(0.9),
+    eps: float = flavor_default(1e-8),
+    initial_scale: float = flavor_default(0.0),
+    eps_in_sqrt: bool = flavor_default(True),
+    centered: bool = flavor_default(False),
     momentum: float | None = None,
-    nesterov: bool = FlavorDefault(False),
-    bias_correction: bool = FlavorDefault(False),
+    nesterov: bool = flavor_default(False),
+    bias_correction: bool = flavor_default(False),
     *,
     flavor: str = "optax",
     weight_decay: float | None = None,

@@ -31,7 +31,8 @@ class RMSpropState(NamedTuple):
     are ``None``. Names as in ``torch.optim``.
     """
 
-    count: jax.Array  # int32 scalar: the number of steps taken
+    # shadows tuple.count on purpose: optax's own states name their step counter `count`
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: the number of steps taken
     square_avg: optax.Updates  # v
     max_square_avg: optax.Updates | None = None  # running max of v (amsgrad)
     grad_avg: optax.Updates | None = None  # gbar (centered)

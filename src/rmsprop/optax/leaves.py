@@ -11,7 +11,7 @@ Complex leaves have two established meanings in RMSProp:
   as a complex array of the parameter's shape holding the pair (as torch stores it).
 """
 
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,15 @@ def is_complex(leaf: Any) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.complexfloating)
 
 
-def as_pairs(x: Any) -> jax.Array:
+@overload
+def as_pairs(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct: ...
+
+
+@overload
+def as_pairs(x: jax.Array) -> jax.Array: ...
+
+
+def as_pairs(x: Any) -> jax.Array | jax.ShapeDtypeStruct:
     """A complex array as real pairs ``(..., 2)``: ``torch.view_as_real``'s layout (for a
     ``jax.ShapeDtypeStruct``, the struct of the pairs)."""
     if isinstance(x, jax.ShapeDtypeStruct):

@@ -12,7 +12,7 @@ introspection.
 
 import optax
 
-from .._defaults import FlavorDefault
+from .._defaults import flavor_default
 from .core import transformation
 from .options import specs
 
@@ -22,15 +22,15 @@ _OWNER = "rmsprop.optax.scale_by_rmsprop"
 
 
 def scale_by_rmsprop(
-    decay: float = FlavorDefault(0.9),
-    eps: float = FlavorDefault(1e-8),
-    initial_scale: float = FlavorDefault(0.0),
-    eps_in_sqrt: bool = FlavorDefault(True),
-    bias_correction: bool = FlavorDefault(False),
+    decay: float = flavor_default(0.9),
+    eps: float = flavor_default(1e-8),
+    initial_scale: float = flavor_default(0.0),
+    eps_in_sqrt: bool = flavor_default(True),
+    bias_correction: bool = flavor_default(False),
     *,
-    centered: bool = FlavorDefault(False),
+    centered: bool = flavor_default(False),
     momentum: float | None = None,
-    nesterov: bool = FlavorDefault(False),
+    nesterov: bool = flavor_default(False),
     amsgrad: bool | None = None,
     weight_decay: float | None = None,
     maximize: bool | None = None,

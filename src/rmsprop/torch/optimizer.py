@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, cast
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .._defaults import FlavorDefault, explicit as explicit_options
+from .._defaults import explicit as explicit_options, flavor_default
 from ..errors import StateDictError
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
@@ -25,6 +25,9 @@ from .kernels.capabilities import state_dtype
 from .kernels.local import dtensor_type
 from .quantized import DEFAULT_MIN_8BIT_SIZE
 from .warm_start import ColdStartWarning, note_loaded_guards, split_cold, warm_start
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = ["RMSprop", "NonFiniteGradientError", "StateDictError"]
 
@@ -148,12 +151,12 @@ class RMSprop(Optimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float | Tensor = FlavorDefault(1e-2),
-        alpha: float = FlavorDefault(0.99),
-        eps: float = FlavorDefault(1e-8),
-        weight_decay: float = FlavorDefault(0),
-        momentum: float = FlavorDefault(0),
-        centered: bool = FlavorDefault(False),
+        lr: float | Tensor = flavor_default(1e-2),
+        alpha: float = flavor_default(0.99),
+        eps: float = flavor_default(1e-8),
+        weight_decay: float = flavor_default(0),
+        momentum: float = flavor_default(0),
+        centered: bool = flavor_default(False),
         capturable: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
@@ -389,7 +392,7 @@ class RMSprop(Optimizer):
             return loss
 
         for group, group_params, group_spec, impl in work:
-            if not group_params:
+            if impl is None:  # no parameter of the group has a gradient
                 continue
             # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
             for params, spec in split_cold(self, group_params, group_spec):
@@ -401,7 +404,7 @@ class RMSprop(Optimizer):
                           for p in params]
                 rmsprop(
                     params,
-                    [p.grad for p in params],
+                    cast(list[Tensor], [p.grad for p in params]),  # all set: see `work`
                     [s["square_avg"] for s in states],
                     [s["step"] for s in states],
                     max_square_avgs=[s["max_square_avg"] for s in states] if spec.amsgrad
@@ -489,8 +492,9 @@ def _all_finite(tensors: list[Tensor]) -> bool:
     local = []
     for t in tensors:
         if dtensor is not None and isinstance(t, dtensor):
-            meshes[id(t.device_mesh)] = t.device_mesh
-            t = t.to_local()
+            shard = cast("DTensor", t)
+            meshes[id(shard.device_mesh)] = shard.device_mesh
+            t = shard.to_local()
         if t.numel() > 0:
             local.append(t)
     finite = True

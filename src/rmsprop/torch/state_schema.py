@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import torch
 from torch import Tensor
@@ -44,6 +44,9 @@ from .functional import choose_impl
 from .kernels.local import dtensor_type
 from .quantized import CODES_SUFFIX, FORMAT_OF, SCALE_SUFFIX, VARIANCE_OF, storage_problem
 from .warm_start import GUARD_KEY, guard_applies
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "MISSING_STATE_POLICIES",
@@ -141,7 +144,7 @@ def check_foreach(foreach: Any) -> bool | None:
     raise TypeError(f"foreach must be a bool or None, got {foreach!r}")
 
 
-def check_group(group: Mapping[str, Any]) -> None:
+def check_group(group: dict[str, Any]) -> None:
     """Every option of ``group`` (a complete group: the optimizer's defaults filled in)."""
     check_lr_value(group["lr"])
     check_impl(group["impl"])
@@ -226,7 +229,8 @@ def checked_state_dict(
         specs.append(_check_saved_group(optimizer, g, saved, group, seen))
     _check_foreign_state(states)
 
-    state_dict = lean_state.upgraded(state_dict)
+    # upgraded() only reads it; ignore until lean_state (kernel refactor) takes a Mapping
+    state_dict = lean_state.upgraded(state_dict)  # type: ignore[arg-type]
     states = state_dict["state"]
     fresh_states = {}
     fresh_params = []
@@ -392,4 +396,4 @@ def _check_values(name: str, value: Any, where: str, floating: bool, nonnegative
 
 def _local(t: Tensor) -> Tensor:
     dtensor = dtensor_type()
-    return t.to_local() if dtensor is not None and isinstance(t, dtensor) else t
+    return cast("DTensor", t).to_local() if dtensor is not None and isinstance(t, dtensor) else t

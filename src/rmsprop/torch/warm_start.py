@@ -183,7 +183,8 @@ def _warn_once(optimizer: Any, count: int) -> None:
 
 def _caller_level() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside rmsprop and torch."""
-    frame, level = sys._getframe(2), 2  # 1 is _warn_once's caller of warnings.warn
+    frame: types.FrameType | None = sys._getframe(2)
+    level = 2  # 1 is _warn_once's caller of warnings.warn
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
         "rmsprop", "torch",
     ):
@@ -265,7 +266,7 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
                 spec = optimizer.spec_of(group)
                 for p in group["params"]:
                     if p.grad is not None:
-                        _accumulate(estimates, p, group, spec)
+                        _accumulate(estimates, p, p.grad, group, spec)
 
     with torch.no_grad():
         for p, group, spec, mean, count in estimates.values():
@@ -273,7 +274,9 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
     return losses
 
 
-def _accumulate(estimates: dict[int, list[Any]], p: Tensor, group: dict, spec: RMSpropSpec) -> None:
+def _accumulate(
+    estimates: dict[int, list[Any]], p: Tensor, grad: Tensor, group: dict, spec: RMSpropSpec
+) -> None:
     entry = estimates.get(id(p))
     if entry is None:
         entry = estimates[id(p)] = [p, group, spec, None, 0]
@@ -287,7 +290,7 @@ def _accumulate(estimates: dict[int, list[Any]], p: Tensor, group: dict, spec: R
     # At least float32: a mean of squares in bfloat16 would lose what it estimates.
     # (Of the real view: complex parameters are pairs of real ones, as in the step.)
     dtype = torch.promote_types(_real(p.detach()).dtype, torch.float32)
-    param, grad = _real(p.detach()).to(dtype), _real(p.grad).to(dtype)
+    param, grad = _real(p.detach()).to(dtype), _real(grad).to(dtype)
     previous = entry[3] if entry[3] is not None else init_state(param, running_mean, _TorchArrays)
     _, entry[3] = rmsprop_update(_TorchArrays, param, grad, previous, running_mean, 0.0, count)
 
