@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -71,10 +72,11 @@ def _four(theta, g, s1, s2, s3, s4):
 _KERNELS = (_one, _two, _three, _four)
 
 
-def move_streams(theta: np.ndarray, g: np.ndarray, states: Sequence[np.ndarray]) -> None:
-    """One pass over the streams of a step (module docstring), in place, over all cores:
-    ``theta``, ``g`` and 1 to :data:`MAX_STATES` state arrays, one-dimensional, contiguous,
-    of one size and dtype."""
+def move_streams(theta: np.ndarray, g: np.ndarray, states: Sequence[np.ndarray],
+                 threads: int | None = None) -> None:
+    """One pass over the streams of a step (module docstring), in place, over numba's threads
+    (``threads`` of them for this call, if given): ``theta``, ``g`` and 1 to
+    :data:`MAX_STATES` state arrays, one-dimensional, contiguous, of one size and dtype."""
     if not 1 <= len(states) <= MAX_STATES:
         raise ValueError(f"states: 1 to {MAX_STATES} arrays, got {len(states)}")
     arrays = (theta, g, *states)
@@ -82,4 +84,12 @@ def move_streams(theta: np.ndarray, g: np.ndarray, states: Sequence[np.ndarray])
             a.ndim != 1 or not a.flags.c_contiguous for a in arrays):
         raise ValueError("theta, g, states: one-dimensional contiguous arrays of one size and "
                          f"dtype, got {[(a.shape, str(a.dtype)) for a in arrays]}")
-    _KERNELS[len(states) - 1](theta, g, *states)
+    if threads is None:
+        _KERNELS[len(states) - 1](theta, g, *states)
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        _KERNELS[len(states) - 1](theta, g, *states)
+    finally:
+        numba.set_num_threads(before)
