@@ -18,7 +18,16 @@ warm-up), the median time of ``optimizer.step()`` for:
 * the machine's bandwidth, by triad-like kernels over arrays of the same size: ``a = b + s*c``
   with numba (``triad-numba``) and with ``torch.add(b, c, alpha=s, out=a)`` (``triad-torch``),
   counted as 3 arrays (12 bytes per element; the write-allocate read is not counted), and on
-  CUDA a device-to-device copy (8 bytes per element).
+  CUDA a device-to-device copy (8 bytes per element);
+* the step's own access pattern with no arithmetic (``streams-numba``, CPU, float32 and
+  float64): one pass over flat arrays of the same number of elements that reads theta, g and
+  each state tensor and writes theta and each state tensor (:mod:`._streams`: the five-stream
+  kernel for plain RMSProp, seven with momentum), at the step's minimal byte count, over all
+  numba's threads and over one (``streams-numba-1thread``: where other work shares the cores, a
+  parallel pass can wait a scheduler time slice for its second thread, 10+ ms, which one thread
+  never does). The faster of the two is the ceiling of the step's access pattern on this
+  machine; each contender's ``of streams`` is its time over the contender's (100 % = as fast
+  as moving the bytes can be).
 
 It prints ms per step, GB/s at the minimal byte count, the speed-up over torch's best eager
 path in the same run (the faster of loop and foreach), and the fraction of the best measured
@@ -57,8 +66,8 @@ import torch
 
 from ..suggest import did_you_mean
 
-__all__ = ["LAYOUTS", "CONFIGS", "CEILING_MARGIN", "NOISE_LIMIT", "flags", "main",
-           "minimal_bytes", "run_case"]
+__all__ = ["LAYOUTS", "CONFIGS", "CEILING_MARGIN", "NOISE_LIMIT", "Contender", "flags", "main",
+           "measure", "minimal_bytes", "run_case", "state_count"]
 
 
 CEILING_MARGIN = 1.10
@@ -71,7 +80,8 @@ NOISE_LIMIT = 0.25
 def flags(result: dict[str, Any]) -> list[str]:
     """Why a contender's figures cannot be taken at face value (empty when they can)."""
     out = []
-    if result["kind"] != "bandwidth" and result["bandwidth_fraction"] > CEILING_MARGIN:
+    if result["kind"] not in ("bandwidth", "ceiling") and (
+            result["bandwidth_fraction"] > CEILING_MARGIN):
         out.append("above-ceiling")
     if result["p75_ms"] - result["p25_ms"] > NOISE_LIMIT * result["median_ms"]:
         out.append("noisy")
@@ -107,14 +117,19 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
            "float16": torch.float16}
 
 
+def state_count(options: dict[str, Any]) -> int:
+    """The state tensors a step keeps per parameter: v, plus the momentum buffer, gbar, vmax as
+    the options ask."""
+    return 1 + (options.get("momentum", 0) > 0) + bool(options.get("centered")) + bool(
+        options.get("amsgrad"))
+
+
 def minimal_bytes(numel: int, options: dict[str, Any], param_dtype: torch.dtype,
                   state_dtype: torch.dtype) -> int:
     """The bytes a step must move: read theta and g, write theta; read and write each state
     tensor (v, plus the momentum buffer, gbar, vmax as the options ask)."""
-    states = 1 + (options.get("momentum", 0) > 0) + bool(options.get("centered")) + bool(
-        options.get("amsgrad"))
     p, s = param_dtype.itemsize, state_dtype.itemsize
-    return numel * (3 * p + 2 * s * states)
+    return numel * (3 * p + 2 * s * state_count(options))
 
 
 @dataclass
@@ -122,7 +137,7 @@ class Contender:
     """One thing to time: ``step()`` runs it once."""
 
     name: str
-    kind: str  # "torch", "peer", "ours" or "bandwidth"
+    kind: str  # "torch", "peer", "ours", "bandwidth" or "ceiling"
     step: Callable[[], Any]
     bytes: int
     note: str = ""
@@ -216,6 +231,28 @@ def _bandwidth_contenders(numel: int, device: str) -> list[Contender]:
     return out
 
 
+def _streams_contenders(numel: int, options: dict[str, Any], dtype: torch.dtype, device: str
+                        ) -> list[Contender]:
+    """The step's streams with no arithmetic, over flat arrays of ``numel`` elements, on all
+    numba's threads and on one (CPU, float32 and float64 parameters, with numba)."""
+    if device != "cpu" or dtype not in (torch.float32, torch.float64) or (
+            importlib.util.find_spec("numba") is None):
+        return []
+    from ._streams import move_streams
+
+    k = state_count(options)
+    arrays = [torch.rand(numel, dtype=dtype).numpy() for _ in range(2 + k)]
+    theta, g, states = arrays[0], arrays[1], arrays[2:]
+    move_streams(theta, g, states)  # compile (or load from cache) outside the timing
+    bytes_ = minimal_bytes(numel, options, dtype, dtype)
+    note = f"the step's {3 + 2 * k} streams, no arithmetic"
+    return [Contender("streams-numba", "ceiling", lambda: move_streams(theta, g, states),
+                      bytes_, note, [arrays]),
+            Contender("streams-numba-1thread", "ceiling",
+                      lambda: move_streams(theta, g, states, threads=1), bytes_,
+                      note + ", one thread", [arrays])]
+
+
 def measure(contenders: Sequence[Contender], warmup: int, repeats: int, device: str
             ) -> dict[str, list[float]]:
     """Seconds per step of each contender: ``warmup + repeats`` rounds, each timing every
@@ -257,6 +294,7 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
                                       bytes_for(param_dtype))
     contenders += _our_contenders(shapes, options, param_dtype, device, bytes_for)
     contenders += _bandwidth_contenders(numel, device)
+    contenders += _streams_contenders(numel, options, param_dtype, device)
     times = measure(contenders, warmup, repeats, device)
 
     medians = {name: statistics.median(ts) for name, ts in times.items()}
@@ -265,6 +303,9 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
                          key=lambda c: c.bytes / medians[c.name]).name
     bandwidth = next(c.bytes for c in contenders if c.name == bandwidth_name) / medians[
         bandwidth_name]
+    ceilings = [c.name for c in contenders if c.kind == "ceiling"]
+    streams_name = min(ceilings, key=medians.__getitem__) if ceilings else None
+    streams = medians[streams_name] if ceilings else None
     results = {}
     for c in contenders:
         ts = sorted(times[c.name])
@@ -278,6 +319,7 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
             "gbps": rate / 1e9,
             "speedup_vs_torch_best": medians[torch_best] / medians[c.name],
             "bandwidth_fraction": rate / bandwidth,
+            "streams_fraction": None if streams is None else streams / medians[c.name],
             "note": c.note,
         }
         results[c.name]["flags"] = flags(results[c.name])
@@ -287,7 +329,9 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
         "layout": layout, "config": config, "options": options, "dtype": dtype,
         "device": device, "tensors": len(shapes), "params": numel, "repeats": repeats,
         "warmup": warmup, "torch_best": torch_best, "bandwidth_reference": bandwidth_name,
-        "bandwidth_gbps": bandwidth / 1e9, "results": results,
+        "bandwidth_gbps": bandwidth / 1e9,
+        "streams_reference": streams_name,
+        "streams_ms": None if streams is None else streams * 1e3, "results": results,
         "flagged": [name for name, r in results.items() if r["flags"]],
     }
 
@@ -296,13 +340,18 @@ def print_case(case: dict[str, Any]) -> None:
     print(f"\n{case['layout']} ({case['tensors']} tensors, {case['params'] / 1e6:.1f}M "
           f"{case['dtype']} params), {case['config']} {case['options'] or ''}: "
           f"torch's best eager = {case['torch_best']}, bandwidth = "
-          f"{case['bandwidth_gbps']:.1f} GB/s ({case['bandwidth_reference']})")
+          f"{case['bandwidth_gbps']:.1f} GB/s ({case['bandwidth_reference']})"
+          + ("" if case["streams_ms"] is None else
+             f", the step's streams with no arithmetic = {case['streams_ms']:.2f} ms "
+             f"({case['streams_reference']})"))
     print(f"  {'contender':<16}{'ms/step':>10}{'p25-p75':>16}{'GB/s':>8}"
-          f"{'x torch best':>14}{'of bandwidth':>14}  note")
+          f"{'x torch best':>14}{'of bandwidth':>14}{'of streams':>12}  note")
     for name, r in case["results"].items():
         spread = f"{r['p25_ms']:.2f}-{r['p75_ms']:.2f}"
+        streams = "-" if r["streams_fraction"] is None else f"{r['streams_fraction']:.0%}"
         print(f"  {name:<16}{r['median_ms']:>10.2f}{spread:>16}{r['gbps']:>8.1f}"
               f"{r['speedup_vs_torch_best']:>13.2f}x{r['bandwidth_fraction']:>13.0%}"
+              f"{streams:>12}"
               f"  {' '.join(f'[{flag}]' for flag in r['flags'])} {r['note']}".rstrip())
 
 
@@ -326,6 +375,9 @@ def headline(cases: Sequence[dict[str, Any]]) -> list[str]:
                 f"{r['median_ms']:.2f} ms, {r['speedup_vs_torch_best']:.2f}x torch's best eager "
                 f"({case['torch_best']}), {r['bandwidth_fraction']:.0%} of measured bandwidth "
                 f"({r['gbps']:.1f} of {case['bandwidth_gbps']:.1f} GB/s)"
+                + ("" if r["streams_fraction"] is None else
+                   f", {r['streams_fraction']:.0%} of the no-arithmetic streams kernel "
+                   f"({case['streams_ms']:.2f} ms)")
                 + (f" [flagged: {', '.join(r['flags'])}]" if r["flags"] else "")
             )
     return lines
@@ -337,7 +389,8 @@ def plot(cases: Sequence[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in cases[0]["results"] if cases[0]["results"][n]["kind"] != "bandwidth"]
+    names = [n for n in cases[0]["results"]
+             if cases[0]["results"][n]["kind"] not in ("bandwidth", "ceiling")]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cases)), 4))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
