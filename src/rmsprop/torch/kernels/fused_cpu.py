@@ -41,6 +41,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import numba_cache
+from ...element import CODE_FINGERPRINT, Flags, Hyper, bind
 from ...spec import RMSpropSpec
 from .flat import (
     FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
@@ -132,80 +133,33 @@ def _f32_to_f16(typingctx, value):
     return types.uint16(value), codegen
 
 
-# -- the math, once ---------------------------------------------------------------------------
+# -- the math: rmsprop.element's function, compiled by numba ----------------------------------
 
 
 @njit(inline="always")
-def rmsprop_element(
-    theta, g, v, vmax, gbar, b,
-    lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero,
-    maximize, l2, decoupled, amsgrad, centered, bias_correction, eps_in_sqrt,
-    momentum, lr_in_momentum, nesterov,
-):
-    """One element of the update, line for line as :func:`rmsprop.update.rmsprop_update`.
+def _maximum(a, b):
+    """max(a, b) with a NaN in ``b`` (or ``a``) propagated."""
+    return b if (b > a or b != b) else a
 
-    ::
 
-        g <- -g                               if maximize
-        g <- g + wd*theta                     if l2 (coupled weight decay)
-        theta <- theta - lr*wd*theta          if decoupled
-        v <- rho*v + (1-rho)*g*g
-        vmax <- max(vmax, v)                  if amsgrad (used as v below; NaN propagates)
-        gbar <- rho*gbar + (1-rho)*g          if centered
-        v^, gbar^ = v/c, gbar/c               if bias_correction (c = 1 - rho^t)
-        s = max(v^ - gbar^*gbar^, 0)          if centered, else v^
-        d = sqrt(s + eps) if eps_in_sqrt else sqrt(s) + eps
-        u = g/d
-        torch form: b <- mu*b + u;    delta = lr*(u + mu*b) if nesterov else lr*b
-        tf form:    b <- mu*b + lr*u; delta = lr*u + mu*b   if nesterov else b
-        no momentum: delta = lr*u
-        theta <- theta - delta
+@njit(inline="always")
+def _div(x, y):
+    return x / y
 
-    All arguments are scalars of one float type (the compute type: float64 for float64
-    state, else float32), with ``lr_wd = lr*wd``, ``one_minus_rho`` and ``correction``
-    rounded once from float64: the operations and their order are those of
-    ``rmsprop_update``, so the result is bit for bit what that function gives when NumPy runs
-    it on arrays of the compute type (the tests check this for every option). The flags are
-    loop invariants of the calling kernel: compile-time constants for the ones that decide
-    which arrays are touched, runtime booleans (hoisted, or turned into selects) for the rest.
-    Returns ``(theta, v, vmax, gbar, b)``.
-    """
-    if maximize:
-        g = -g
-    if l2:
-        g = g + wd * theta
-    if decoupled:
-        theta = theta - lr_wd * theta
-    v = rho * v + one_minus_rho * g * g
-    s = v
-    if amsgrad:
-        vmax = v if (v > vmax or v != v) else vmax
-        s = vmax
-    if centered:
-        gbar = rho * gbar + one_minus_rho * g
-    gbar_hat = gbar
-    if bias_correction:
-        s = s / correction
-        if centered:
-            gbar_hat = gbar / correction
-    if centered:
-        s = s - gbar_hat * gbar_hat
-        s = zero if s < zero else s
-    if eps_in_sqrt:
-        d = np.sqrt(s + eps)
-    else:
-        d = np.sqrt(s) + eps
-    u = g / d
-    if momentum:
-        if lr_in_momentum:
-            b = mu * b + lr * u
-            delta = lr * u + mu * b if nesterov else b
-        else:
-            b = mu * b + u
-            delta = lr * (u + mu * b) if nesterov else lr * b
-    else:
-        delta = lr * u
-    return theta - delta, v, vmax, gbar, b
+
+@njit(inline="always")
+def _abs_sq(x):
+    return x * x  # real only: torch's complex tensors reach the kernels as real views
+
+
+rmsprop_element = bind(
+    {"sqrt": np.sqrt, "div": _div, "maximum": _maximum, "abs_sq": _abs_sq,
+     "__name__": __name__},
+    njit(inline="always"),
+)
+"""The element function of :mod:`rmsprop.element`, compiled by numba; all arguments are
+scalars of the compute type (float64 for float64 state, else float32), so the result is bit
+for bit what NumPy gives running it on arrays of that type (the tests check every option)."""
 
 
 # Rows of the address table (see :mod:`.flat`).
@@ -221,14 +175,17 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
     p_bf16, p_f16 = param_format == "bf16", param_format == "f16"
     s_bf16, s_f16 = state_format == "bf16", state_format == "f16"
     p_size, s_size = np.dtype(p_raw).itemsize, np.dtype(s_raw).itemsize
+    element_code = CODE_FINGERPRINT
+    zero = np.float64(0.0) if state_format == "f64" else np.float32(0.0)  # a constant: folds
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
     def kernel(first, last, addresses, chunk_tensor, chunk_start, chunk_length, hyper,
                corrections, maximize, l2, decoupled, bias_correction, eps_in_sqrt,
                lr_in_momentum, nesterov):
         """Chunks ``first`` to ``last`` (excluded) of the chunk table."""
+        assert element_code != 0  # kept in the closure (see CODE_FINGERPRINT)
         lr, rho, one_minus_rho, eps = hyper[0], hyper[1], hyper[2], hyper[3]
-        wd, mu, lr_wd, zero = hyper[4], hyper[5], hyper[6], hyper[7]
+        wd, mu, lr_wd = hyper[4], hyper[5], hyper[6]
         for c in range(first, last):
             t, lo, n = chunk_tensor[c], chunk_start[c], chunk_length[c]
             correction = corrections[t]
@@ -260,12 +217,13 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
                     vmax = max_square_avg[i] if amsgrad else zero
                     gbar = grad_avg[i] if centered else zero
                     b = buf[i] if momentum else zero
-                theta, v, vmax, gbar, b = rmsprop_element(
+                decay, delta, v, vmax, gbar, b = rmsprop_element(
                     theta, g, v, vmax, gbar, b,
-                    lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero,
-                    maximize, l2, decoupled, amsgrad, centered, bias_correction,
-                    eps_in_sqrt, momentum, lr_in_momentum, nesterov,
+                    Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
+                    Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction,
+                          eps_in_sqrt, momentum, lr_in_momentum, nesterov, False),
                 )
+                theta = (theta - decay) - delta
                 if p_bf16:
                     param[i] = _f32_to_bf16(theta)
                 elif p_f16:

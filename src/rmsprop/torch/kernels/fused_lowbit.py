@@ -4,8 +4,8 @@ For every block of :data:`~rmsprop.torch.quantized.BLOCK` (256) elements the ker
 parameter, the gradient and the stored state once, in two kinds of vectorised loop:
 
 1. one loop decodes the state (``codebook[code] * scale[block]``, computed rather than looked
-   up; or widens bfloat16), runs :func:`rmsprop.torch.kernels.fused_cpu.rmsprop_element` (the
-   function ``impl="fused"`` runs on float32 state: the math exists once), writes the new
+   up; or widens bfloat16), runs :func:`rmsprop.element.rmsprop_element` as compiled for
+   ``impl="fused"`` (the math exists once), writes the new
    parameter, and keeps the new state values in local buffers of 256 (in L1) with each
    buffer's absmax (which gives the new scale);
 2. one loop per state tensor encodes its buffer, rounding stochastically by default (see
@@ -45,6 +45,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 from torch import Tensor
 
+from ...element import CODE_FINGERPRINT, Flags, Hyper
 from ...spec import RMSpropSpec
 from ..quantized import BLOCK, SIGNED, UNSIGNED, CodeFormat
 from .flat import flags_of, scalars_of
@@ -364,6 +365,8 @@ def kernel_for(variant: LowbitVariant):
     q8 = storage == "8bit"
     s_raw = np.uint8 if q8 else np.uint16
     one = np.float32(1.0)
+    element_code = CODE_FINGERPRINT
+    zero = np.float32(0.0)  # a constant: folds
     formats = _FORMATS
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
@@ -371,8 +374,9 @@ def kernel_for(variant: LowbitVariant):
                corrections, seeds, maximize, l2, decoupled, bias_correction, eps_in_sqrt):
         """Chunks ``first`` to ``last`` (excluded) of the chunk table."""
         assert len(formats) == 5  # the fingerprint, kept in the closure (see _FORMATS)
+        assert element_code != 0  # kept in the closure (see CODE_FINGERPRINT)
         lr, rho, one_minus_rho, eps = hyper[0], hyper[1], hyper[2], hyper[3]
-        wd, mu, lr_wd, zero = hyper[4], hyper[5], hyper[6], hyper[7]
+        wd, mu, lr_wd = hyper[4], hyper[5], hyper[6]
         v_new = np.empty(BLOCK, np.float32)
         vmax_new = np.empty(BLOCK, np.float32)
         gbar_new = np.empty(BLOCK, np.float32)
@@ -429,12 +433,13 @@ def kernel_for(variant: LowbitVariant):
                         theta, g = _f16_to_f32(block_param[i]), _f16_to_f32(block_grad[i])
                     else:
                         theta, g = block_param[i], block_grad[i]
-                    theta, v, vmax, gbar, b = rmsprop_element(
+                    decay, delta, v, vmax, gbar, b = rmsprop_element(
                         theta, g, v, vmax, gbar, b,
-                        lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero,
-                        maximize, l2, decoupled, amsgrad, centered, bias_correction,
-                        eps_in_sqrt, momentum, lr_in_momentum, nesterov,
+                        Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
+                        Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction,
+                              eps_in_sqrt, momentum, lr_in_momentum, nesterov, False),
                     )
+                    theta = (theta - decay) - delta
                     if p_bf16:
                         block_param[i] = _f32_to_bf16(theta)
                     elif p_f16:
