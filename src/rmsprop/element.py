@@ -17,6 +17,7 @@ can (numba and Triton compile a kernel per layout, NumPy branches in Python).
 from __future__ import annotations
 
 import hashlib
+import math
 import types
 from typing import Any, Callable, NamedTuple
 
@@ -68,6 +69,27 @@ def flags_of(spec: RMSpropSpec, complex_grad: bool = False) -> Flags:
         nesterov=spec.nesterov,
         complex_grad=complex_grad,
     )
+
+
+# The primitives, for Python floats; bind() replaces them for arrays and compiled kernels.
+
+
+def sqrt(x: Any) -> Any:
+    return math.sqrt(x)
+
+
+def div(x: Any, y: Any) -> Any:
+    return x / y
+
+
+def maximum(a: Any, b: Any) -> Any:
+    """max(a, b) with a NaN in either propagated."""
+    return b if (b > a or b != b) else a
+
+
+def abs_sq(x: Any) -> Any:
+    """``|x|^2 = Re(conj(x)*x)``."""
+    return (x.conjugate() * x).real
 
 
 class Hyper(NamedTuple):

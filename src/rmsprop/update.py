@@ -5,9 +5,11 @@ is the float64 oracle (:mod:`rmsprop.reference`), the NumPy optimizer (:mod:`rms
 and the optax transformation (:mod:`rmsprop.optax`). It is pure: it returns a new parameter and
 a new state and never writes to its inputs, so it also runs under ``jax.jit``.
 
-The torch kernels (:mod:`rmsprop.torch.kernels`) compute the same update in place, in the op
-order of ``torch.optim.RMSprop`` so that the ``pytorch`` flavour is bit-identical to torch; they
-are tested against this function.
+The arithmetic is :func:`rmsprop.element.rmsprop_element` (docs/design.md, "The update"), bound
+to ``xp``'s functions: the numba and Triton kernels run the same function, compiled. Torch's
+replay (:mod:`rmsprop.torch.kernels.inplace`) keeps ``torch.optim.RMSprop``'s op order, so that
+the ``pytorch`` flavour is bit-identical to torch; every backend is tested against this module
+(``tests/test_backend_relations.py``).
 
 Complex arrays follow optax's convention (Wirtinger calculus, as ``optax.rmsprop``): v and vmax
 are real and accumulate ``|g|^2 = Re(conj(g)*g)``, the centered form subtracts ``|gbar|^2``,

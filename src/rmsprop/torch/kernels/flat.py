@@ -19,7 +19,7 @@ from torch import Tensor
 from ...element import Flags, flags_of, momentum_on
 from ...spec import RMSpropSpec
 from .capabilities import STATE_DTYPES
-from .inplace import TensorLists
+from .tensors import TensorLists
 
 __all__ = ["FORMAT", "Flags", "FlatTable", "check_lists", "chunk_table", "flags_of",
            "group_by_storage", "scalars_of"]

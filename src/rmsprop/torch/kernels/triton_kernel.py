@@ -32,7 +32,7 @@ from ...spec import RMSpropSpec
 from .flat import (
     FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
 )
-from .inplace import TensorLists
+from .tensors import TensorLists, as_real
 
 __all__ = ["BLOCK", "rmsprop_element", "triton_step"]
 
@@ -167,8 +167,6 @@ def triton_step(
     t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None
 ) -> None:
     """One step of every tensor: one launch per (device, param dtype, state dtype) group."""
-    from . import as_real
-
     t = as_real(t)
     check_lists(t, spec, "triton")
     flags = flags_of(spec)
