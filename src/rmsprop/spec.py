@@ -4,7 +4,7 @@ Every backend (the float64 reference, the torch kernels, the optax transformatio
 optimizer) reads its options from an :class:`RMSpropSpec`. A *flavour* is a named preset of
 those options that reproduces one framework's RMSProp (see ``docs/flavors.md``).
 
-The update the options describe (DESIGN section 1), per tensor, at step t = 1, 2, ...::
+The update the options describe (docs/design.md, "The update"), per tensor, at step t = 1, 2, ...::
 
     g <- -g                                  if maximize
     g <- g + wd*theta                        if weight_decay and not decoupled_weight_decay

@@ -5,9 +5,11 @@ is the float64 oracle (:mod:`rmsprop.reference`), the NumPy optimizer (:mod:`rms
 and the optax transformation (:mod:`rmsprop.optax`). It is pure: it returns a new parameter and
 a new state and never writes to its inputs, so it also runs under ``jax.jit``.
 
-The torch kernels (:mod:`rmsprop.torch.kernels`) compute the same update in place, in the op
-order of ``torch.optim.RMSprop`` so that the ``pytorch`` flavour is bit-identical to torch; they
-are tested against this function.
+The arithmetic is :func:`rmsprop.element.rmsprop_element` (docs/design.md, "The update"), bound
+to ``xp``'s functions: the numba and Triton kernels run the same function, compiled. Torch's
+replay (:mod:`rmsprop.torch.kernels.inplace`) keeps ``torch.optim.RMSprop``'s op order, so that
+the ``pytorch`` flavour is bit-identical to torch; every backend is tested against this module
+(``tests/test_backend_relations.py``).
 
 Complex arrays follow optax's convention (Wirtinger calculus, as ``optax.rmsprop``): v and vmax
 are real and accumulate ``|g|^2 = Re(conj(g)*g)``, the centered form subtracts ``|gbar|^2``,
@@ -17,8 +19,10 @@ apart, as torch does, pass the real view (``(..., 2)`` real pairs) instead.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Mapping
 
+from .element import Hyper, bind, flags_of, momentum_on
 from .spec import RMSpropSpec
 
 __all__ = ["state_keys", "init_state", "rmsprop_update", "rmsprop_terms"]
@@ -31,18 +35,9 @@ def state_keys(spec: RMSpropSpec) -> tuple[str, ...]:
         keys.append("max_square_avg")
     if spec.centered:
         keys.append("grad_avg")
-    if not _is_off(spec.momentum):
+    if momentum_on(spec.momentum):
         keys.append("momentum_buffer")
     return tuple(keys)
-
-
-def _is_off(value: Any) -> bool:
-    """Whether an option (momentum, weight_decay) is a plain number equal to 0.
-
-    An array value (a JAX tracer from ``optax.inject_hyperparams``) counts as on: its value is
-    only known at run time, and the update with it at 0 gives the same numbers as without.
-    """
-    return isinstance(value, (int, float)) and value == 0
 
 
 def init_state(param: Any, spec: RMSpropSpec, xp: Any) -> dict[str, Any]:
@@ -62,6 +57,19 @@ def init_state(param: Any, spec: RMSpropSpec, xp: Any) -> dict[str, Any]:
 def _abs_square(x: Any) -> Any:
     """``|x|^2`` of a complex array, as ``Re(conj(x)*x)`` (optax's ``abs_sq``)."""
     return (x.conj() * x).real
+
+
+def _element_for(xp: Any) -> Any:
+    """:func:`rmsprop.element.rmsprop_element` over the arrays of ``xp``."""
+    element = _BOUND.get(xp.__name__)
+    if element is None:
+        element = _BOUND[xp.__name__] = bind(
+            {"sqrt": xp.sqrt, "div": operator.truediv, "maximum": xp.maximum,
+             "abs_sq": _abs_square, "__name__": __name__})
+    return element
+
+
+_BOUND: dict[str, Any] = {}
 
 
 def rmsprop_update(
@@ -110,49 +118,22 @@ def rmsprop_terms(
     """
     rho = spec.alpha
     wd = spec.weight_decay
-    new_state: dict[str, Any] = {}
-    decay = None
-
-    if spec.maximize:
-        grad = -grad
-    if not _is_off(wd) and not spec.decoupled_weight_decay:
-        grad = grad + wd * param
-    if not _is_off(wd) and spec.decoupled_weight_decay:
-        decay = lr * wd * param
-
-    if xp.iscomplexobj(grad):
-        v = rho * state["square_avg"] + (1 - rho) * _abs_square(grad)
-    else:
-        v = rho * state["square_avg"] + (1 - rho) * grad * grad
-    new_state["square_avg"] = v
-    if spec.amsgrad:
-        v = xp.maximum(state["max_square_avg"], v)
-        new_state["max_square_avg"] = v
-    if spec.centered:
-        gbar = rho * state["grad_avg"] + (1 - rho) * grad
+    flags = flags_of(spec, complex_grad=bool(xp.iscomplexobj(grad)))
+    # Python floats where the options are numbers: NumPy and JAX round each once to the
+    # arrays' type, as the kernels' float64-computed scalars are.
+    correction = 1 - rho**step if spec.bias_correction else 1
+    hyper = Hyper(lr=lr, rho=rho, one_minus_rho=1 - rho, eps=spec.eps, wd=wd, mu=spec.momentum,
+                  lr_wd=lr * wd, correction=correction, zero=0)
+    square_avg = state["square_avg"]
+    missing = square_avg  # stands for the state an option leaves out (never read then)
+    decay, delta, v, vmax, gbar, b = _element_for(xp)(
+        param, grad, square_avg, state.get("max_square_avg", missing),
+        state.get("grad_avg", missing), state.get("momentum_buffer", missing), hyper, flags)
+    new_state: dict[str, Any] = {"square_avg": v}
+    if flags.amsgrad:
+        new_state["max_square_avg"] = vmax
+    if flags.centered:
         new_state["grad_avg"] = gbar
-    if spec.bias_correction:
-        correction = 1 - rho**step
-        v = v / correction
-        if spec.centered:
-            gbar = gbar / correction
-    if spec.centered:
-        gbar_sq = _abs_square(gbar) if xp.iscomplexobj(gbar) else gbar * gbar
-        s = xp.maximum(v - gbar_sq, 0)
-    else:
-        s = v
-    denom = xp.sqrt(s + spec.eps) if spec.eps_in_sqrt else xp.sqrt(s) + spec.eps
-    normalized = grad / denom
-
-    mu = spec.momentum
-    if not _is_off(mu):
-        if spec.lr_in_momentum:
-            buf = mu * state["momentum_buffer"] + lr * normalized
-            delta = lr * normalized + mu * buf if spec.nesterov else buf
-        else:
-            buf = mu * state["momentum_buffer"] + normalized
-            delta = lr * (normalized + mu * buf) if spec.nesterov else lr * buf
-        new_state["momentum_buffer"] = buf
-    else:
-        delta = lr * normalized
-    return decay, delta, new_state
+    if flags.momentum:
+        new_state["momentum_buffer"] = b
+    return (decay if flags.decoupled else None), delta, new_state

@@ -26,6 +26,7 @@ from torch import Tensor
 from ..spec import RMSpropSpec
 from ..update import state_keys
 from .kernels.capabilities import missing_package, state_dtype
+from .kernels.tensors import step_dtype
 from .quantized import (
     CODES_SUFFIX,
     SCALE_SUFFIX,
@@ -107,10 +108,6 @@ def own_settings(group: dict[str, Any]) -> dict[str, Any]:
             "impl": group["impl"], "foreach": group["foreach"]}
 
 
-def _step_dtype() -> torch.dtype:
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
 @torch._disable_dynamo  # the fused kernel runs eagerly in a compiled step (see kernels)
 def step(
     optimizer: Any, group: dict[str, Any], params: list[Tensor], spec: RMSpropSpec
@@ -136,7 +133,7 @@ def step(
             continue
         state = optimizer.state[p]
         if "step" not in state:
-            state["step"] = torch.zeros((), dtype=_step_dtype())
+            state["step"] = torch.zeros((), dtype=step_dtype())
         convert(state, p, storage, spec.centered)  # state loaded or made in another storage
         # every tensor the group's options need (a guarded batch steps with fewer)
         create(state, p, group_keys, spec.initial_accumulator_value, storage, spec.centered)

@@ -22,7 +22,7 @@ from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
 from . import lean_state, state_schema
 from .kernels.capabilities import state_dtype
-from .kernels.local import dtensor_type
+from .kernels.tensors import all_finite, step_dtype
 from .quantized import DEFAULT_MIN_8BIT_SIZE
 from .warm_start import ColdStartWarning, note_loaded_guards, split_cold, warm_start
 
@@ -263,7 +263,7 @@ class RMSprop(Optimizer):
                 p_state = self.state.get(p, {})
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
                     p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_step_dtype(),
+                        float(p_state["step"]), dtype=step_dtype(),
                         device=p.device if group["capturable"] else None,
                     )
         note_loaded_guards(self)  # an unpickled optimizer resumes its cold-start guard too
@@ -324,7 +324,7 @@ class RMSprop(Optimizer):
         state = self.state[p]
         if "step" not in state:
             state["step"] = torch.zeros(
-                (), dtype=_step_dtype(), device=p.device if capturable else None)
+                (), dtype=step_dtype(), device=p.device if capturable else None)
         square_avg = state.get("square_avg")
         if (square_avg is None and len(state) > 1) or (
                 square_avg is not None and square_avg.dtype != (dtype or p.dtype)
@@ -378,15 +378,15 @@ class RMSprop(Optimizer):
         # the step, it does not raise because another group says "raise".
         grads_of = {policy: [p.grad for _, params, spec, _ in work if spec.nonfinite == policy
                              for p in params] for policy in ("raise", "skip")}
-        if grads_of["raise"] and not _all_finite(grads_of["raise"]):
+        if grads_of["raise"] and not all_finite(grads_of["raise"]):
             groups = [i for i, (_, params, spec, _) in enumerate(work)
                       if spec.nonfinite == "raise" and params
-                      and not _all_finite([p.grad for p in params])]
+                      and not all_finite([p.grad for p in params])]
             raise NonFiniteGradientError(
                 f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
                 "(nonfinite='raise'); parameters and optimizer state are unchanged"
             )
-        if grads_of["skip"] and not _all_finite(grads_of["skip"]):
+        if grads_of["skip"] and not all_finite(grads_of["skip"]):
             for group in self.param_groups:
                 group["skipped_steps"] += 1
             return loss
@@ -438,12 +438,6 @@ class RMSprop(Optimizer):
         return warm_start(self, closure, steps)
 
 
-def _step_dtype() -> torch.dtype:
-    """The dtype of ``state["step"]`` by torch's rule (``optimizer._get_scalar_dtype``):
-    float64 when that is the default dtype, float32 otherwise."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
 def _check_torch_path_options(group: dict[str, Any], index: int | None) -> None:
     """``differentiable`` and ``capturable`` are bools and only asked of torch's paths."""
     where = "" if index is None else f" (param group {index})"
@@ -478,34 +472,3 @@ def _check_capturable_devices(optimizer: RMSprop, params: list[Tensor]) -> None:
                 "If capturable=True, params and state_steps must be on supported devices: "
                 f"{list(_CAPTURABLE_DEVICES)}."
             )
-
-
-def _all_finite(tensors: list[Tensor]) -> bool:
-    """Whether every element of every tensor is finite (one max-abs pass per tensor).
-
-    DTensors (FSDP2) are checked shard by shard and the verdict summed over their meshes:
-    their own norm combines the ranks' norms with a MAX all-reduce, which drops a NaN (gloo
-    returns the other rank's value), so a NaN on one rank would go unseen.
-    """
-    dtensor = dtensor_type()
-    meshes = {}
-    local = []
-    for t in tensors:
-        if dtensor is not None and isinstance(t, dtensor):
-            shard = cast("DTensor", t)
-            meshes[id(shard.device_mesh)] = shard.device_mesh
-            t = shard.to_local()
-        if t.numel() > 0:
-            local.append(t)
-    finite = True
-    if local:
-        norms = torch._foreach_norm(local, float("inf"))
-        finite = bool(torch.stack([n.float().cpu() for n in norms]).isfinite().all())
-    if not meshes:
-        return finite
-    bad = torch.tensor([0.0 if finite else 1.0])
-    for mesh in meshes.values():
-        bad = bad.to(mesh.device_type)
-        for dim in range(mesh.ndim):
-            torch.distributed.all_reduce(bad, group=mesh.get_group(dim))
-    return bool(bad.item() == 0)

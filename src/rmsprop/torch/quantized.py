@@ -36,25 +36,20 @@ constant relative error) and is encoded by cutting the float32 bit pattern, with
 so that the kernel's encoding vectorises.
 
 * :data:`UNSIGNED`, for v and vmax: E5M3 without a sign: 31 binades and a linear range below
-  2**-31 of the block max, 3 mantissa bits (spacing 6.3-12.5 %). What the step uses is
-  sqrt(v): its relative error, half of v's. Measured on the v of a trained MLP and GRU
-  (``benchmarks/state_8bit.py``, rounding to nearest): E5M3 gives a median error of sqrt(v) of
-  1.1 %, 99th percentile 2.8 %, and loses no element (error >= 50 %); E4M4 halves the median
-  (0.5 %) but its 15 binades lose 0.4 % of the elements (v under 2**-15 of its block's max,
-  whose steps then jump); E3M5, a linear code and the dynamic tree lose more (1.8 %, 3.2 %,
-  0.1 %). Quantizing sqrt(v) with E4M4 is equivalent to E5M3 on v.
+  2**-31 of the block max, 3 mantissa bits. What the step uses is sqrt(v), whose relative
+  error is half of v's; a format with fewer binades loses the elements far below their
+  block's max (their steps then jump).
 * :data:`SIGNED`, for gbar and the momentum buffer: sign + E4M3 (the FP8 E4M3 layout with a
-  block scale): median error 2.2 %, 99th percentile 5.5 %, no element lost (E3M4: 1.1 %,
-  12 %, 0.4 % lost).
+  block scale).
+
+The errors measured for these and the other candidates are in ``benchmarks/NOTES.md``.
 
 Rounding. With ``alpha = 0.99`` one step changes v by about 1 % relative, less than half the
 code spacing: rounding to nearest returns the old code and v freezes (the "stuck EMA"; the
 test ``test_round_to_nearest_freezes_an_ema...`` shows it). Rounding is therefore stochastic,
-``E[q(x)] = x``, so the average moves by the right amount on average (in the benchmark,
-with every tensor in 8 bits, rounding to nearest moves the final loss of the digits MLP by
--10 % to -29 % from float32 state, stochastic rounding by -0.6 % to -1.3 %). The random
-bits are deterministic for a given parameter, step and element (see
-:mod:`rmsprop.torch.kernels.fused_lowbit`).
+``E[q(x)] = x``, so the average moves by the right amount on average (its effect on a
+training run: ``benchmarks/NOTES.md``). The random bits are deterministic for a given
+parameter, step and element (see :mod:`rmsprop.torch.kernels.fused_lowbit`).
 
 ``state_precision="bf16"`` stores the same tensors as bfloat16 (2 bytes per element), rounded
 stochastically for the same reason (bfloat16 has 8 significant bits).
@@ -64,12 +59,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .codes import BLOCK, FORMAT_OF, SIGNED, UNSIGNED, CodeFormat
+from .kernels.tensors import real_view
 
 __all__ = [
     "BLOCK",
@@ -89,9 +86,6 @@ __all__ = [
     "upgrade_legacy_scales",
 ]
 
-BLOCK = 256
-"""Elements per quantization block (one float32 scale each)."""
-
 PRECISIONS = ("fp32", "bf16", "8bit")
 """Valid ``state_precision`` values. ``"fp32"`` keeps the state in the parameter's dtype, as
 torch does (float32 for float32 parameters)."""
@@ -104,80 +98,6 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 LEGACY_SCALE_SUFFIX = ".scale"
 """0.1.0's block absmax (see :func:`upgrade_legacy_scales`)."""
 
-
-@dataclass(frozen=True)
-class CodeFormat:
-    """An 8-bit minifloat, scaled per block so that its largest magnitude ``top`` stands for
-    the block's absmax.
-
-    Magnitude fields: ``e`` exponent bits, ``m`` mantissa bits (``e + m = 8`` unsigned, 7 plus
-    a sign bit signed), bias ``2**e``: the top binade is [1/2, 1), the largest raw magnitude is
-    ``top = 1 - 2**-(m+1)``. Field ``e = 0`` is subnormal (linear). Magnitude code
-    ``c = e_field * 2**m + m_field``, monotone in the value; signed codes put the sign in bit 7.
-    """
-
-    name: str
-    exponent_bits: int
-    mantissa_bits: int
-    signed: bool
-
-    @property
-    def bias(self) -> int:
-        return 2**self.exponent_bits
-
-    @property
-    def top(self) -> float:
-        """The largest raw magnitude: a block's absmax is scaled onto it."""
-        return 1.0 - 2.0 ** -(self.mantissa_bits + 1)
-
-    @property
-    def offset(self) -> int:
-        """``code = (float32 bits >> (23 - m)) - offset`` in the normal range (and
-        ``bits = (code + offset) << (23 - m)``)."""
-        return (127 - self.bias) << self.mantissa_bits
-
-    @property
-    def max_magnitude_code(self) -> int:
-        return 2 ** (self.exponent_bits + self.mantissa_bits) - 1
-
-    def raw_magnitudes(self) -> np.ndarray:
-        """The raw value of every magnitude code (float64, ascending)."""
-        m = self.mantissa_bits
-        values = []
-        for code in range(self.max_magnitude_code + 1):
-            e_field, m_field = divmod(code, 2**m)
-            if e_field == 0:
-                values.append(m_field * 2.0 ** (1 - self.bias - m))
-            else:
-                values.append((1 + m_field / 2**m) * 2.0 ** (e_field - self.bias))
-        return np.array(values)
-
-    @cached_property
-    def codebook(self) -> np.ndarray:
-        """The value of each of the 256 codes, for a block whose scale is 1 (float32, exact:
-        at most ``m + 1`` significant bits)."""
-        magnitudes = self.raw_magnitudes().astype(np.float32)
-        if not self.signed:
-            return magnitudes
-        return np.concatenate([magnitudes, -magnitudes]).astype(np.float32)
-
-    @cached_property
-    def codebook_tensor(self) -> Tensor:
-        return torch.from_numpy(self.codebook)
-
-
-UNSIGNED = CodeFormat("ufp8_e5m3", exponent_bits=5, mantissa_bits=3, signed=False)
-SIGNED = CodeFormat("fp8_e4m3", exponent_bits=4, mantissa_bits=3, signed=True)
-
-FORMAT_OF: dict[str, CodeFormat] = {
-    "square_avg": UNSIGNED,
-    "max_square_avg": UNSIGNED,
-    "variance": UNSIGNED,
-    "max_variance": UNSIGNED,
-    "grad_avg": SIGNED,
-    "momentum_buffer": SIGNED,
-}
-"""The code format of each stored state tensor."""
 
 VARIANCE_OF = {"square_avg": "variance", "max_square_avg": "max_variance"}
 """Centered, lean state stores ``v - gbar**2`` (and ``vmax - gbar**2``) in place of v (vmax).
@@ -332,11 +252,6 @@ def state_nbytes(states: Iterable[Mapping[str, Any]]) -> int:
 
 
 # -- a parameter's state in a given precision ---------------------------------------------------
-
-
-def real_view(t: Tensor) -> Tensor:
-    """``t`` as real numbers: complex tensors are updated as (..., 2) real pairs, as torch does."""
-    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def storage_problem(state: Mapping[str, Any], p: Tensor) -> str | None:

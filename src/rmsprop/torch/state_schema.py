@@ -41,7 +41,7 @@ from ..spec import OPTION_NAMES, RMSpropSpec, check_impl, check_lr
 from ..update import state_keys
 from . import lean_state
 from .functional import choose_impl
-from .kernels.local import dtensor_type
+from .kernels.tensors import dtensor_type, real_view
 from .quantized import CODES_SUFFIX, FORMAT_OF, SCALE_SUFFIX, VARIANCE_OF, storage_problem
 from .warm_start import GUARD_KEY, guard_applies
 
@@ -387,7 +387,7 @@ def _check_values(name: str, value: Any, where: str, floating: bool, nonnegative
     local = _local(value)
     if local.is_meta or local.numel() == 0:
         return
-    real = torch.view_as_real(local) if local.is_complex() else local
+    real = real_view(local)
     if not bool(torch.isfinite(real).all()):
         raise _fail(f"{where}: {name!r} holds NaN or inf")
     if nonnegative and bool((real < 0).any()):

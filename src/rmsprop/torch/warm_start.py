@@ -58,6 +58,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..spec import RMSpropSpec
 from ..update import init_state, rmsprop_update
+from .kernels.tensors import real_view as _real
 
 __all__ = [
     "ColdStartWarning",
@@ -212,10 +213,6 @@ class _TorchArrays:
         return torch.maximum(a, b) if isinstance(b, Tensor) else torch.clamp_min(a, b)
 
 
-def _real(t: Tensor) -> Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
 def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[Any]:
     """Re-estimate v from ``steps`` gradient batches (gbar restarts at 0); the parameters do
     not move.
@@ -233,7 +230,7 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
         NonFiniteGradientError: a gradient held NaN or inf; the state is unchanged.
     """
     from .functional import NonFiniteGradientError
-    from .optimizer import _all_finite
+    from .kernels.tensors import all_finite
 
     if not callable(closure):
         raise TypeError(f"closure must be callable, got {closure!r}")
@@ -258,7 +255,7 @@ def warm_start(optimizer: Any, closure: Callable[[], Any], steps: int) -> list[A
                 )
             if any(g.is_sparse for g in grads):
                 raise RuntimeError("RMSprop does not support sparse gradients")
-            if not _all_finite(grads):
+            if not all_finite(grads):
                 raise NonFiniteGradientError(
                     "warm_start: a gradient holds NaN or inf; optimizer state is unchanged"
                 )

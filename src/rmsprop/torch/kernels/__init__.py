@@ -13,23 +13,14 @@ import torch
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from ...spec import RMSpropSpec
-from .inplace import TensorLists, apply_update
+from .inplace import apply_update
 from .listops import ops_for
 from .local import local_shards
+from .tensors import TensorLists, as_real
 
 __all__ = ["KERNELS", "TensorLists", "loop", "foreach", "fused", "triton", "as_real"]
 
 Kernel = Callable[[TensorLists, RMSpropSpec, float, Sequence[float] | None], None]
-
-
-def as_real(t: TensorLists) -> TensorLists:
-    """Complex tensors as real views (..., 2), as torch does: real and imaginary parts are
-    updated as two independent real parameters."""
-    if not any(p.is_complex() for p in t.params):
-        return t
-    return TensorLists(
-        *[[torch.view_as_real(x) if x.is_complex() else x for x in lst] for lst in t.fields()]
-    )
 
 
 def loop(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None) -> None:

@@ -10,15 +10,16 @@ and runtime scalars. No numba or Triton here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ...element import Flags, flags_of, momentum_on
 from ...spec import RMSpropSpec
 from .capabilities import STATE_DTYPES
-from .inplace import TensorLists
+from .tensors import TensorLists
 
 __all__ = ["FORMAT", "Flags", "FlatTable", "check_lists", "chunk_table", "flags_of",
            "group_by_storage", "scalars_of"]
@@ -28,37 +29,6 @@ FORMAT = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16",
 
 # Rows of the address table, in this order.
 PARAM, GRAD, SQUARE_AVG, MAX_SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER = range(6)
-
-
-class Flags(NamedTuple):
-    """The options as the kernels' compile-time flags (weight decay split by its form)."""
-
-    maximize: bool
-    l2: bool
-    decoupled: bool
-    amsgrad: bool
-    centered: bool
-    bias_correction: bool
-    eps_in_sqrt: bool
-    momentum: bool
-    lr_in_momentum: bool
-    nesterov: bool
-
-
-def flags_of(spec: RMSpropSpec) -> Flags:
-    wd = spec.weight_decay
-    return Flags(
-        maximize=spec.maximize,
-        l2=wd != 0 and not spec.decoupled_weight_decay,
-        decoupled=wd != 0 and spec.decoupled_weight_decay,
-        amsgrad=spec.amsgrad,
-        centered=spec.centered,
-        bias_correction=spec.bias_correction,
-        eps_in_sqrt=spec.eps_in_sqrt,
-        momentum=spec.momentum > 0,
-        lr_in_momentum=spec.lr_in_momentum,
-        nesterov=spec.nesterov,
-    )
 
 
 def scalars_of(
@@ -129,7 +99,7 @@ def check_lists(t: TensorLists, spec: RMSpropSpec, impl: str) -> None:
         needed.append(("max_square_avgs", t.max_square_avgs))
     if spec.centered:
         needed.append(("grad_avgs", t.grad_avgs))
-    if spec.momentum > 0:
+    if momentum_on(spec.momentum):
         needed.append(("momentum_buffers", t.momentum_buffers))
     sizes = [p.numel() for p in t.params]
     # One device for everything (the usual case) is checked in one pass; else per parameter.

@@ -1,11 +1,11 @@
 """``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass.
 
-For every block of :data:`~rmsprop.torch.quantized.BLOCK` (256) elements the kernel reads the
+For every block of :data:`~rmsprop.torch.codes.BLOCK` (256) elements the kernel reads the
 parameter, the gradient and the stored state once, in two kinds of vectorised loop:
 
 1. one loop decodes the state (``codebook[code] * scale[block]``, computed rather than looked
-   up; or widens bfloat16), runs :func:`rmsprop.torch.kernels.fused_cpu.rmsprop_element` (the
-   function ``impl="fused"`` runs on float32 state: the math exists once), writes the new
+   up; or widens bfloat16), runs :func:`rmsprop.element.rmsprop_element` as compiled for
+   ``impl="fused"`` (the math exists once), writes the new
    parameter, and keeps the new state values in local buffers of 256 (in L1) with each
    buffer's absmax (which gives the new scale);
 2. one loop per state tensor encodes its buffer, rounding stochastically by default (see
@@ -28,8 +28,8 @@ momentum (``lr_in_momentum``, ``nesterov``), the storage, the parameter dtype an
 rounding. The other options are run-time flags, as in :mod:`.fused_cpu`, so the option matrix
 costs at most 20 compilations per storage and dtype, each cached on disk by numba. The form of
 momentum is compiled in because LLVM turns those two flags into selects, computing all four
-forms for every element: this step is bound by arithmetic, not memory, and that cost 15 % of
-a momentum step.
+forms for every element, and this step is bound by arithmetic, not memory (the cost measured:
+``benchmarks/NOTES.md``).
 """
 
 from __future__ import annotations
@@ -37,26 +37,21 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple, Sequence
 
-import llvmlite.ir as llvm
 import numba
 import numpy as np
 import torch
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 from torch import Tensor
 
+from ...element import CODE_FINGERPRINT, Flags, Hyper
 from ...spec import RMSpropSpec
-from ..quantized import BLOCK, SIGNED, UNSIGNED, CodeFormat
-from .flat import flags_of, scalars_of
-from .fused_cpu import (
-    _bf16_to_f32,
-    _f16_to_f32,
-    _f32_to_bf16,
-    _f32_to_f16,
-    _voidptr,
-    rmsprop_element,
+from ..codes import BLOCK, SIGNED, UNSIGNED, CodeFormat
+from .flat import chunk_table, flags_of, scalars_of
+from .fused_cpu import rmsprop_element
+from .numba_support import (
+    bf16_to_f32, bits_of, f16_to_f32, f32_to_bf16, f32_to_f16, float_of_bits, run_on_threads,
+    umax32, voidptr,
 )
-from .fused_cpu import _run as run_on_threads
 
 __all__ = ["STATE_KEYS", "LowbitVariant", "kernel_for", "quantize_into", "hash32",
            "step_lowbit", "seed_of", "CHUNK_BLOCKS"]
@@ -101,54 +96,12 @@ def seed_of(salt: int, step: int, stream: int) -> int:
     return (z ^ (z >> 31)) & 0xFFFFFFFF
 
 
-@intrinsic
-def _bits(typingctx, value):
-    """The bit pattern of a float32, as uint32."""
-    if value != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], llvm.IntType(32))
-
-    return types.uint32(value), codegen
-
-
-@intrinsic
-def _float(typingctx, bits):
-    """The float32 with bit pattern ``bits`` (an integer: its low 32 bits)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        value = args[0]
-        if bits.bitwidth > 32:
-            value = builder.trunc(value, llvm.IntType(32))
-        elif bits.bitwidth < 32:
-            value = builder.zext(value, llvm.IntType(32))
-        return builder.bitcast(value, llvm.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def _umax32(typingctx, a, b):
-    """max of two uint32 in 32-bit IR (numba's ``max`` widens to 64 bits, which halves the
-    vector width of the reduction)."""
-    if a != types.uint32 or b != types.uint32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.select(builder.icmp_unsigned(">", args[0], args[1]), args[0], args[1])
-
-    return types.uint32(a, b), codegen
-
-
 @njit(inline="always")
 def abs_bits(x):
     """The bit pattern of ``|x|`` (float32): these order as the magnitudes do, inf above every
     finite value and NaN above inf, so a block's absmax is an integer max, which vectorises
     (a float max, without fastmath, does not)."""
-    return _U32(_bits(x) & _ABS_MASK)
+    return _U32(bits_of(x) & _ABS_MASK)
 
 
 @njit(inline="always")
@@ -156,7 +109,7 @@ def block_top_bits(values, n):
     """The largest :func:`abs_bits` of ``values[:n]``."""
     top_bits = _U32(0)
     for i in range(n):
-        top_bits = _umax32(top_bits, abs_bits(values[i]))
+        top_bits = umax32(top_bits, abs_bits(values[i]))
     return top_bits
 
 
@@ -191,7 +144,7 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
     format's numbers are arguments so that one function serves every format (callers pass
     module constants, which numba folds after inlining).
     """
-    absmax = _float(top_bits) if top_bits < _INF_BITS else np.float32(np.nan)
+    absmax = float_of_bits(top_bits) if top_bits < _INF_BITS else np.float32(np.nan)
     inv = top / absmax if absmax > np.float32(0.0) else np.float32(0.0)
     if inv > _FLOAT32_MAX:  # only inf: absmax is subnormal
         inv = np.float32(0.0)
@@ -206,7 +159,7 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
         x = values[i]
         y = abs(x * inv)
         below = y < smallest_normal
-        raw = _bits(y + smallest_normal if below else y)
+        raw = bits_of(y + smallest_normal if below else y)
         if stochastic:
             add = _U32(random >> random_shift)
             random = _U32(random + _GOLDEN)
@@ -216,7 +169,7 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
                     - (subnormal_offset + offset if below else offset))
         code = _U32(min(code, max_code))
         if signed:
-            code = _U32(code | _U32(_U32(_bits(x) >> _U32(24)) & _U32(128)))
+            code = _U32(code | _U32(_U32(bits_of(x) >> _U32(24)) & _U32(128)))
         codes[i] = code
     scale = absmax / top
     return _FLOAT32_MAX if scale > _FLOAT32_MAX else scale  # NaN stays NaN
@@ -225,7 +178,7 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
 @njit(inline="always")
 def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
     """The codebook value of the magnitude code ``magnitude``
-    (:attr:`~rmsprop.torch.quantized.CodeFormat.codebook`), computed from its bits: shifted
+    (:attr:`~rmsprop.torch.codes.CodeFormat.codebook`), computed from its bits: shifted
     into a float32's mantissa and exponent fields, the exponent rebiased by adding
     ``normal_bits = (127 - bias) << 23``. A subnormal code (field 0: ``f * 2**-m * c`` with
     ``c = 2**(1 - bias)``, the smallest normal) is read as the normal ``c * (1 + f * 2**-m)``
@@ -235,20 +188,20 @@ def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
     every code as itself (a subnormal scale or state value is flushed, as by any arithmetic)."""
     below = magnitude < _U32(1 << mantissa_bits)
     exponent = _U32(normal_bits + _U32(1 << 23)) if below else normal_bits
-    value = _float(_U32(_U32(magnitude << _U32(23 - mantissa_bits)) + exponent))
+    value = float_of_bits(_U32(_U32(magnitude << _U32(23 - mantissa_bits)) + exponent))
     return value - smallest_normal if below else value
 
 
 @njit(inline="always")
 def decode_unsigned(code, scale):
-    """The value of an unsigned code (:data:`~rmsprop.torch.quantized.UNSIGNED`) in a block of
+    """The value of an unsigned code (:data:`~rmsprop.torch.codes.UNSIGNED`) in a block of
     scale ``scale``: ``codebook[code] * scale``."""
     return _magnitude(_U32(code), _U_M, _U_NORMAL_BITS, _U_SMALLEST) * scale
 
 
 @njit(inline="always")
 def decode_signed(code, scale, negative_scale):
-    """The value of a signed code (:data:`~rmsprop.torch.quantized.SIGNED`) in a block of scale
+    """The value of a signed code (:data:`~rmsprop.torch.codes.SIGNED`) in a block of scale
     ``scale``, ``codebook[code] * scale``, as the magnitude times ``scale`` or
     ``negative_scale = -scale`` (the same product: rounding is symmetric); the sign picks a
     scale, which is cheaper than setting the bit in each value."""
@@ -269,21 +222,21 @@ def _format_constants(fmt: CodeFormat) -> tuple:
  _S_NORMAL_BITS) = _format_constants(SIGNED)
 # numba folds the constants above into the compiled code but keys its disk cache on a
 # function's own bytecode and closure only: the compiled functions capture this fingerprint so
-# that a change of format (in rmsprop.torch.quantized) compiles them afresh.
+# that a change of format (in rmsprop.torch.codes) compiles them afresh.
 _FORMATS = (UNSIGNED.exponent_bits, UNSIGNED.mantissa_bits, SIGNED.exponent_bits,
             SIGNED.mantissa_bits, BLOCK)
 
 
 @njit(inline="always")
 def encode_unsigned(values, n, codes, base, stochastic, top_bits):
-    """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.quantized.UNSIGNED`)."""
+    """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.codes.UNSIGNED`)."""
     return _encode(values, n, codes, base, stochastic, top_bits, _U_SIGNED, _U_TOP,
                    _U_SMALLEST, _U_OFFSET, _U_M, _U_MAX)
 
 
 @njit(inline="always")
 def encode_signed(values, n, codes, base, stochastic, top_bits):
-    """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.quantized.SIGNED`)."""
+    """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.codes.SIGNED`)."""
     return _encode(values, n, codes, base, stochastic, top_bits, _S_SIGNED, _S_TOP,
                    _S_SMALLEST, _S_OFFSET, _S_M, _S_MAX)
 
@@ -294,7 +247,7 @@ def encode_bf16(values, n, out, base, stochastic):
     half) or to nearest even; NaN stays NaN."""
     random = base  # the Weyl sequence of _encode
     for i in range(n):
-        raw = _bits(values[i])
+        raw = bits_of(values[i])
         if stochastic:
             rounded = _U32(_U32(raw + _U32(random >> _S16)) >> _S16)
             random = _U32(random + _GOLDEN)
@@ -364,6 +317,8 @@ def kernel_for(variant: LowbitVariant):
     q8 = storage == "8bit"
     s_raw = np.uint8 if q8 else np.uint16
     one = np.float32(1.0)
+    element_code = CODE_FINGERPRINT
+    zero = np.float32(0.0)  # a constant: folds
     formats = _FORMATS
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
@@ -371,8 +326,9 @@ def kernel_for(variant: LowbitVariant):
                corrections, seeds, maximize, l2, decoupled, bias_correction, eps_in_sqrt):
         """Chunks ``first`` to ``last`` (excluded) of the chunk table."""
         assert len(formats) == 5  # the fingerprint, kept in the closure (see _FORMATS)
+        assert element_code != 0  # kept in the closure (see CODE_FINGERPRINT)
         lr, rho, one_minus_rho, eps = hyper[0], hyper[1], hyper[2], hyper[3]
-        wd, mu, lr_wd, zero = hyper[4], hyper[5], hyper[6], hyper[7]
+        wd, mu, lr_wd = hyper[4], hyper[5], hyper[6]
         v_new = np.empty(BLOCK, np.float32)
         vmax_new = np.empty(BLOCK, np.float32)
         gbar_new = np.empty(BLOCK, np.float32)
@@ -382,16 +338,16 @@ def kernel_for(variant: LowbitVariant):
             numel = numels[t]
             nblocks = (numel + BLOCK - 1) // BLOCK
             correction = corrections[t]
-            param = numba.carray(_voidptr(addresses[_PARAM, t]), numel, p_raw)
-            grad = numba.carray(_voidptr(addresses[_GRAD, t]), numel, p_raw)
-            v_codes = numba.carray(_voidptr(addresses[_CODES, t]), numel, s_raw)
-            vmax_codes = numba.carray(_voidptr(addresses[_CODES + 1, t]), numel, s_raw)
-            gbar_codes = numba.carray(_voidptr(addresses[_CODES + 2, t]), numel, s_raw)
-            b_codes = numba.carray(_voidptr(addresses[_CODES + 3, t]), numel, s_raw)
-            v_scale = numba.carray(_voidptr(addresses[_SCALES, t]), nblocks, np.float32)
-            vmax_scale = numba.carray(_voidptr(addresses[_SCALES + 1, t]), nblocks, np.float32)
-            gbar_scale = numba.carray(_voidptr(addresses[_SCALES + 2, t]), nblocks, np.float32)
-            b_scale = numba.carray(_voidptr(addresses[_SCALES + 3, t]), nblocks, np.float32)
+            param = numba.carray(voidptr(addresses[_PARAM, t]), numel, p_raw)
+            grad = numba.carray(voidptr(addresses[_GRAD, t]), numel, p_raw)
+            v_codes = numba.carray(voidptr(addresses[_CODES, t]), numel, s_raw)
+            vmax_codes = numba.carray(voidptr(addresses[_CODES + 1, t]), numel, s_raw)
+            gbar_codes = numba.carray(voidptr(addresses[_CODES + 2, t]), numel, s_raw)
+            b_codes = numba.carray(voidptr(addresses[_CODES + 3, t]), numel, s_raw)
+            v_scale = numba.carray(voidptr(addresses[_SCALES, t]), nblocks, np.float32)
+            vmax_scale = numba.carray(voidptr(addresses[_SCALES + 1, t]), nblocks, np.float32)
+            gbar_scale = numba.carray(voidptr(addresses[_SCALES + 2, t]), nblocks, np.float32)
+            b_scale = numba.carray(voidptr(addresses[_SCALES + 3, t]), nblocks, np.float32)
             for blk in range(chunk_block[c], chunk_block[c] + chunk_count[c]):
                 lo = blk * BLOCK
                 n = min(BLOCK, numel - lo)
@@ -416,29 +372,30 @@ def kernel_for(variant: LowbitVariant):
                         gbar = decode_signed(gbar_block[i], sgbar, -sgbar) if centered else zero
                         b = decode_signed(b_block[i], sb, -sb) if momentum else zero
                     else:
-                        v = _bf16_to_f32(v_block[i])
-                        vmax = _bf16_to_f32(vmax_block[i]) if amsgrad else zero
-                        gbar = _bf16_to_f32(gbar_block[i]) if centered else zero
-                        b = _bf16_to_f32(b_block[i]) if momentum else zero
+                        v = bf16_to_f32(v_block[i])
+                        vmax = bf16_to_f32(vmax_block[i]) if amsgrad else zero
+                        gbar = bf16_to_f32(gbar_block[i]) if centered else zero
+                        b = bf16_to_f32(b_block[i]) if momentum else zero
                     if centered:
                         v = v + gbar * gbar
                         vmax = vmax + gbar * gbar
                     if p_bf16:
-                        theta, g = _bf16_to_f32(block_param[i]), _bf16_to_f32(block_grad[i])
+                        theta, g = bf16_to_f32(block_param[i]), bf16_to_f32(block_grad[i])
                     elif p_f16:
-                        theta, g = _f16_to_f32(block_param[i]), _f16_to_f32(block_grad[i])
+                        theta, g = f16_to_f32(block_param[i]), f16_to_f32(block_grad[i])
                     else:
                         theta, g = block_param[i], block_grad[i]
-                    theta, v, vmax, gbar, b = rmsprop_element(
+                    decay, delta, v, vmax, gbar, b = rmsprop_element(
                         theta, g, v, vmax, gbar, b,
-                        lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero,
-                        maximize, l2, decoupled, amsgrad, centered, bias_correction,
-                        eps_in_sqrt, momentum, lr_in_momentum, nesterov,
+                        Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
+                        Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction,
+                              eps_in_sqrt, momentum, lr_in_momentum, nesterov, False),
                     )
+                    theta = (theta - decay) - delta
                     if p_bf16:
-                        block_param[i] = _f32_to_bf16(theta)
+                        block_param[i] = f32_to_bf16(theta)
                     elif p_f16:
-                        block_param[i] = _f32_to_f16(theta)
+                        block_param[i] = f32_to_f16(theta)
                     else:
                         block_param[i] = theta
                     if centered:
@@ -449,15 +406,15 @@ def kernel_for(variant: LowbitVariant):
                             w = vmax - gbar_squared
                             vmax = zero if w < zero else w
                         gbar_new[i] = gbar
-                        gbar_top = _umax32(gbar_top, abs_bits(gbar))
+                        gbar_top = umax32(gbar_top, abs_bits(gbar))
                     v_new[i] = v
-                    v_top = _umax32(v_top, abs_bits(v))
+                    v_top = umax32(v_top, abs_bits(v))
                     if amsgrad:
                         vmax_new[i] = vmax
-                        vmax_top = _umax32(vmax_top, abs_bits(vmax))
+                        vmax_top = umax32(vmax_top, abs_bits(vmax))
                     if momentum:
                         b_new[i] = b
-                        b_top = _umax32(b_top, abs_bits(b))
+                        b_top = umax32(b_top, abs_bits(b))
                 if q8:
                     v_scale[blk] = encode_unsigned(
                         v_new, n, v_block, hash32(seeds[0, t], blk), stochastic, v_top)
@@ -484,19 +441,6 @@ def kernel_for(variant: LowbitVariant):
                         encode_bf16(b_new, n, b_block, hash32(seeds[3, t], blk), stochastic)
 
     return kernel
-
-
-def _chunks(numels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tensor, first block, block count) of every unit of parallel work."""
-    tensor, first, count = [], [], []
-    for t, numel in enumerate(numels):
-        nblocks = -(-int(numel) // BLOCK)
-        for start in range(0, nblocks, CHUNK_BLOCKS):
-            tensor.append(t)
-            first.append(start)
-            count.append(min(CHUNK_BLOCKS, nblocks - start))
-    return (np.array(tensor, dtype=np.int64), np.array(first, dtype=np.int64),
-            np.array(count, dtype=np.int64))
 
 
 def step_lowbit(
@@ -547,7 +491,8 @@ def step_lowbit(
             seeds[row, t] = seed_of(salts[t], steps[t], row)
     numels = np.array([p.numel() for p in params], dtype=np.int64)
     hyper, corrections = scalars_of(spec, lr, steps, len(params), np.float32)
-    chunk_tensor, chunk_block, chunk_count = _chunks(numels)
+    blocks = (numels + BLOCK - 1) // BLOCK
+    chunk_tensor, chunk_block, chunk_count = chunk_table(blocks, CHUNK_BLOCKS)
     chunk_elements = np.minimum(chunk_count * BLOCK, numels[chunk_tensor] - chunk_block * BLOCK)
     run_on_threads(
         kernel_for(variant), chunk_elements,

@@ -10,37 +10,13 @@ value is a number).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from torch import Tensor
 
 from ...spec import RMSpropSpec
+from .tensors import TensorLists
 
-__all__ = ["TensorLists", "apply_update"]
-
-
-@dataclass
-class TensorLists:
-    """Parallel lists: one entry per parameter. Absent state lists stay empty."""
-
-    params: list[Tensor]
-    grads: list[Tensor]
-    square_avgs: list[Tensor]
-    steps: list[Tensor]
-    max_square_avgs: list[Tensor] = field(default_factory=list)
-    grad_avgs: list[Tensor] = field(default_factory=list)
-    momentum_buffers: list[Tensor] = field(default_factory=list)
-
-    def fields(self) -> list[list[Tensor]]:
-        return [
-            self.params, self.grads, self.square_avgs, self.steps,
-            self.max_square_avgs, self.grad_avgs, self.momentum_buffers,
-        ]
-
-    def item(self, i: int) -> "TensorLists":
-        """The lists of parameter ``i`` alone."""
-        return TensorLists(*[[lst[i]] if lst else [] for lst in self.fields()])
+__all__ = ["apply_update"]
 
 
 def apply_update(

@@ -14,21 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from .inplace import TensorLists
+from .tensors import TensorLists, dtensor_type
 
-__all__ = ["local_shards", "dtensor_type"]
-
-
-def dtensor_type() -> type | None:
-    """torch.distributed.tensor.DTensor, or None where torch.distributed is not built in."""
-    if not torch.distributed.is_available():
-        return None
-    from torch.distributed.tensor import DTensor
-
-    return DTensor
+__all__ = ["local_shards"]
 
 
 def local_shards(t: TensorLists) -> TensorLists:

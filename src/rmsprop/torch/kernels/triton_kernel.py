@@ -27,11 +27,12 @@ import torch
 import triton
 import triton.language as tl
 
+from ...element import Flags, Hyper, bind
 from ...spec import RMSpropSpec
 from .flat import (
     FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
 )
-from .inplace import TensorLists
+from .tensors import TensorLists, as_real
 
 __all__ = ["BLOCK", "rmsprop_element", "triton_step"]
 
@@ -64,75 +65,39 @@ def _store(pointer, offsets, mask, value, BF16: tl.constexpr, STORAGE: tl.conste
 
 
 @triton.jit
-def _sqrt(x, F64: tl.constexpr):
-    if F64:
+def _sqrt(x):
+    if x.dtype == tl.float64:
         return tl.sqrt(x)  # float64 sqrt is IEEE-rounded
     else:
         return tl.sqrt_rn(x)
 
 
 @triton.jit
-def _div(x, y, F64: tl.constexpr):
-    if F64:
+def _div(x, y):
+    if x.dtype == tl.float64:
         return x / y  # float64 division is IEEE-rounded
     else:
         return tl.div_rn(x, y)
 
 
 @triton.jit
-def rmsprop_element(
-    theta, g, v, vmax, gbar, b,
-    lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction,
-    MAXIMIZE: tl.constexpr, L2: tl.constexpr, DECOUPLED: tl.constexpr, AMSGRAD: tl.constexpr,
-    CENTERED: tl.constexpr, BIAS_CORRECTION: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
-    MOMENTUM: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr,
-    F64: tl.constexpr,
-):
-    """The update of a block, line for line as :func:`rmsprop.update.rmsprop_update` (and
-    :func:`rmsprop.torch.kernels.fused_cpu.rmsprop_element`); returns
-    ``(theta, v, vmax, gbar, b)``."""
-    if MAXIMIZE:
-        g = -g
-    if L2:
-        g = g + wd * theta
-    if DECOUPLED:
-        theta = theta - lr_wd * theta
-    v = rho * v + one_minus_rho * g * g
-    s = v
-    if AMSGRAD:
-        vmax = tl.where((v > vmax) | (v != v), v, vmax)  # max, NaN propagating
-        s = vmax
-    if CENTERED:
-        gbar = rho * gbar + one_minus_rho * g
-    gbar_hat = gbar
-    if BIAS_CORRECTION:
-        s = _div(s, correction, F64)
-        if CENTERED:
-            gbar_hat = _div(gbar, correction, F64)
-    if CENTERED:
-        s = s - gbar_hat * gbar_hat
-        s = tl.where(s < 0, 0, s)  # clamp at 0; NaN stays NaN
-    if EPS_IN_SQRT:
-        d = _sqrt(s + eps, F64)
-    else:
-        d = _sqrt(s, F64) + eps
-    u = _div(g, d, F64)
-    if MOMENTUM:
-        if LR_IN_MOMENTUM:
-            b = mu * b + lr * u
-            if NESTEROV:
-                delta = lr * u + mu * b
-            else:
-                delta = b
-        else:
-            b = mu * b + u
-            if NESTEROV:
-                delta = lr * (u + mu * b)
-            else:
-                delta = lr * b
-    else:
-        delta = lr * u
-    return theta - delta, v, vmax, gbar, b
+def _maximum(a, b):
+    """max(a, b) with a NaN in ``b`` (or ``a``) propagated."""
+    return tl.where(b > a, b, tl.where(b != b, b, a))
+
+
+@triton.jit
+def _abs_sq(x):
+    return x * x  # real only: torch's complex tensors reach the kernels as real views
+
+
+rmsprop_element = bind(
+    {"sqrt": _sqrt, "div": _div, "maximum": _maximum, "abs_sq": _abs_sq, "tl": tl,
+     "__name__": __name__},
+    triton.jit,
+)
+"""The element function of :mod:`rmsprop.element`, compiled by Triton (every flag a
+constant of the kernel, so each combination is its own branch-free code)."""
 
 
 @triton.jit
@@ -157,6 +122,7 @@ def _rmsprop_kernel(
     mu = tl.load(hyper + 5)
     lr_wd = tl.load(hyper + 6)
     correction = tl.load(corrections + t)
+    zero = tl.load(hyper + 7)
 
     param = tl.load(addresses + t).to(tl.pointer_type(PARAM_TYPE))
     grad = tl.load(addresses + n_tensors + t).to(tl.pointer_type(PARAM_TYPE))
@@ -179,11 +145,13 @@ def _rmsprop_kernel(
         buf = tl.load(addresses + 5 * n_tensors + t).to(tl.pointer_type(STATE_TYPE))
         b = _load(buf, offsets, mask, STATE_BF16, COMPUTE)
 
-    theta, v, vmax, gbar, b = rmsprop_element(
-        theta, g, v, vmax, gbar, b, lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction,
-        MAXIMIZE, L2, DECOUPLED, AMSGRAD, CENTERED, BIAS_CORRECTION, EPS_IN_SQRT,
-        MOMENTUM, LR_IN_MOMENTUM, NESTEROV, F64,
+    decay, delta, v, vmax, gbar, b = rmsprop_element(
+        theta, g, v, vmax, gbar, b,
+        Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
+        Flags(MAXIMIZE, L2, DECOUPLED, AMSGRAD, CENTERED, BIAS_CORRECTION, EPS_IN_SQRT,
+              MOMENTUM, LR_IN_MOMENTUM, NESTEROV, False),
     )
+    theta = (theta - decay) - delta
 
     _store(param, offsets, mask, theta, PARAM_BF16, PARAM_TYPE)
     _store(square_avg, offsets, mask, v, STATE_BF16, STATE_TYPE)
@@ -199,8 +167,6 @@ def triton_step(
     t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None
 ) -> None:
     """One step of every tensor: one launch per (device, param dtype, state dtype) group."""
-    from . import as_real
-
     t = as_real(t)
     check_lists(t, spec, "triton")
     flags = flags_of(spec)
@@ -224,7 +190,11 @@ def triton_step(
                 on_device(table.addresses), len(group.params), on_device(table.sizes),
                 on_device(block_tensor), on_device(block_start), on_device(corrections),
                 on_device(hyper),
-                *flags,
+                MAXIMIZE=flags.maximize, L2=flags.l2, DECOUPLED=flags.decoupled,
+                AMSGRAD=flags.amsgrad, CENTERED=flags.centered,
+                BIAS_CORRECTION=flags.bias_correction, EPS_IN_SQRT=flags.eps_in_sqrt,
+                MOMENTUM=flags.momentum, LR_IN_MOMENTUM=flags.lr_in_momentum,
+                NESTEROV=flags.nesterov,
                 PARAM_TYPE=_STORAGE_TYPE[FORMAT[param_dtype]],
                 STATE_TYPE=_STORAGE_TYPE[FORMAT[state_dtype]],
                 PARAM_BF16=param_dtype == torch.bfloat16,

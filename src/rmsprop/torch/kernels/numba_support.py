@@ -1,0 +1,204 @@
+"""What the numba kernels share: LLVM intrinsics for raw memory and 16-bit floats, and the
+thread pool that runs a kernel over a chunk list (docs/design.md, "The kernels' contract").
+
+numba is imported with this module, which only the numba kernels import.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import llvmlite.ir as llvm
+import numpy as np
+import torch
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ... import numba_cache
+
+__all__ = ["MIN_PER_THREAD", "PIECES_PER_THREAD", "bf16_to_f32", "bits_of", "f16_to_f32",
+           "f32_to_bf16", "f32_to_f16", "float_of_bits", "run_on_threads", "umax32", "voidptr"]
+
+numba_cache.install()  # the kernels' disk cache: NUMBA_CACHE_DIR or the user's, not the package
+
+# -- storage conversions (LLVM IR, so that they vectorise) ------------------------------------
+
+_I16, _I32 = llvm.IntType(16), llvm.IntType(32)
+
+
+@intrinsic
+def voidptr(typingctx, address):
+    """An integer address as a pointer (for ``numba.carray``)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+@intrinsic
+def bf16_to_f32(typingctx, bits):
+    """bfloat16 bits -> float32 (exact: the bits are the float32's upper half)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        wide = builder.zext(builder.trunc(args[0], _I16), _I32)
+        return builder.bitcast(builder.shl(wide, llvm.Constant(_I32, 16)), llvm.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def f32_to_bf16(typingctx, value):
+    """float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
+
+    The rounding of ``c10::BFloat16`` (``round_to_nearest_even``): add 0x7FFF plus the lowest
+    kept bit, keep the upper 16 bits.
+    """
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = builder.bitcast(args[0], _I32)
+        lowest_kept = builder.and_(builder.lshr(bits, llvm.Constant(_I32, 16)),
+                                   llvm.Constant(_I32, 1))
+        rounded = builder.add(builder.add(bits, llvm.Constant(_I32, 0x7FFF)), lowest_kept)
+        upper = builder.trunc(builder.lshr(rounded, llvm.Constant(_I32, 16)), _I16)
+        is_nan = builder.fcmp_unordered("uno", args[0], args[0])
+        return builder.select(is_nan, llvm.Constant(_I16, 0x7FC0), upper)
+
+    return types.uint16(value), codegen
+
+
+@intrinsic
+def f16_to_f32(typingctx, bits):
+    """float16 bits -> float32 (exact, LLVM ``fpext``)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        half = builder.bitcast(builder.trunc(args[0], _I16), llvm.HalfType())
+        return builder.fpext(half, llvm.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def f32_to_f16(typingctx, value):
+    """float32 -> float16 bits, rounded to nearest even (LLVM ``fptrunc``, IEEE 754)."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], llvm.HalfType()), _I16)
+
+    return types.uint16(value), codegen
+
+
+@intrinsic
+def bits_of(typingctx, value):
+    """The bit pattern of a float32, as uint32."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm.IntType(32))
+
+    return types.uint32(value), codegen
+
+
+@intrinsic
+def float_of_bits(typingctx, bits):
+    """The float32 with bit pattern ``bits`` (an integer: its low 32 bits)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if bits.bitwidth > 32:
+            value = builder.trunc(value, llvm.IntType(32))
+        elif bits.bitwidth < 32:
+            value = builder.zext(value, llvm.IntType(32))
+        return builder.bitcast(value, llvm.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def umax32(typingctx, a, b):
+    """max of two uint32 in 32-bit IR (numba's ``max`` widens to 64 bits, which halves the
+    vector width of the reduction)."""
+    if a != types.uint32 or b != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(builder.icmp_unsigned(">", args[0], args[1]), args[0], args[1])
+
+    return types.uint32(a, b), codegen
+
+
+
+# -- the thread pool ----------------------------------------------------------------------
+
+PIECES_PER_THREAD = 4
+"""Runs of work per thread in one kernel call (see :func:`_run`)."""
+
+MIN_PER_THREAD = 1 << 16
+"""Fewer elements than this per thread and handing work to a thread costs more than it saves."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool there."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _threads_for(numel: int) -> int:
+    """As many threads as torch uses (``torch.set_num_threads`` applies here too), fewer for
+    small steps."""
+    return max(1, min(torch.get_num_threads(), numel // MIN_PER_THREAD))
+
+
+def run_on_threads(kernel, chunk_length: np.ndarray, *args) -> None:
+    """``kernel(first, last, *args)`` over every chunk: the chunk list cut into
+    :data:`PIECES_PER_THREAD` runs of equal work per thread, which this thread and the pool's
+    threads take in turn as each finishes its last (the kernel releases the GIL).
+
+    Taking runs in turn rather than one fixed run per thread: a thread that the system
+    schedules late (another process's threads, OpenMP workers of torch still spinning after an
+    operation) would otherwise make the whole step as slow as one thread. Which thread runs a
+    chunk never changes what is computed.
+    """
+    global _pool, _pool_size
+    threads = _threads_for(int(chunk_length.sum()))
+    if threads == 1:
+        kernel(0, chunk_length.size, *args)
+        return
+    pieces = min(chunk_length.size, threads * PIECES_PER_THREAD)
+    work = np.cumsum(chunk_length)
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, pieces) / pieces, side="right")
+    bounds = [0, *cuts.tolist(), chunk_length.size]
+    taken = itertools.count()  # next() on a count is atomic under the GIL
+
+    def take_runs() -> None:
+        while (k := next(taken)) < len(bounds) - 1:
+            if bounds[k] < bounds[k + 1]:
+                kernel(bounds[k], bounds[k + 1], *args)
+
+    if _pool_size < threads - 1:
+        _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rmsprop")
+        _pool_size = threads - 1
+    futures = [_pool.submit(take_runs) for _ in range(threads - 1)]
+    take_runs()
+    for future in futures:
+        future.result()
