@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, cast
+from typing import Any, Callable, Iterable, TypeVar, cast
 
 import numpy as np
 import torch
@@ -25,9 +25,6 @@ from .kernels.capabilities import state_dtype
 from .kernels.tensors import all_finite, step_dtype
 from .quantized import DEFAULT_MIN_8BIT_SIZE
 from .warm_start import ColdStartWarning, note_loaded_guards, split_cold, warm_start
-
-if TYPE_CHECKING:
-    from torch.distributed.tensor import DTensor
 
 __all__ = ["RMSprop", "NonFiniteGradientError", "StateDictError"]
 
