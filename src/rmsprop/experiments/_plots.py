@@ -12,7 +12,7 @@ import numpy as np
 
 from ._protocol import Tuned
 
-__all__ = ["band", "lr_sweep", "flag_hidden", "t_band"]
+__all__ = ["band", "lr_sweep", "final_loss_sweep", "flag_hidden", "t_band"]
 
 
 def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,7 +67,8 @@ def lr_sweep(ax: Any, tuned: Mapping[str, Tuned], colors: Mapping[str, str], yla
         low = np.array([f.low if np.isfinite(f.low) else f.mean for f in t.score_by_lr])
         high = np.array([f.high if np.isfinite(f.high) else f.mean for f in t.score_by_lr])
         ok = np.isfinite(mean)
-        yerr = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
+        with np.errstate(invalid="ignore"):
+            yerr = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
         ax.errorbar(lrs[ok], mean[ok], yerr=yerr[:, ok], fmt="o-", ms=3.5, lw=1.2, capsize=2,
                     color=colors[name], label=f"{name} (bars: 95% interval)")
         if (~ok).any():
@@ -86,3 +87,37 @@ def lr_sweep(ax: Any, tuned: Mapping[str, Tuned], colors: Mapping[str, str], yla
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
+
+
+def final_loss_sweep(ax: Any, tuned: Mapping[str, Tuned], finals: Mapping[str, np.ndarray],
+                     colors: Mapping[str, str], ylabel: str = "log10 final loss") -> None:
+    """Final loss against lr for every tuned optimizer (``finals[name]``: (lrs, seeds)), mean
+    with 95 % error bars; the lr the tuning chose is starred, diverged runs drawn as crosses."""
+    from ._protocol import interval
+
+    finite_top = [np.nanmax(np.where(np.isfinite(v), v, np.nan)) for v in finals.values()
+                  if np.isfinite(v).any()]
+    top = max(finite_top) if finite_top else 1.0
+    for name, t in tuned.items():
+        lrs = np.array(t.lr_grid)
+        figs = [interval(row) for row in np.asarray(finals[name])]
+        mean = np.array([f.mean for f in figs])
+        ok = np.isfinite(mean)
+        low = np.array([f.low if np.isfinite(f.low) else f.mean for f in figs])
+        high = np.array([f.high if np.isfinite(f.high) else f.mean for f in figs])
+        with np.errstate(invalid="ignore"):  # inf - inf where a run diverged: masked by ok
+            yerr = [np.clip(mean - low, 0, None)[ok], np.clip(high - mean, 0, None)[ok]]
+        ax.errorbar(lrs[ok], mean[ok], yerr=yerr,
+                    fmt="o-", ms=3.5, lw=1.2, capsize=2, color=colors[name],
+                    label=f"{name} (bars: 95% interval)")
+        if (~ok).any():
+            ax.plot(lrs[~ok], np.full((~ok).sum(), top + 1), "x", color=colors[name], ms=7,
+                    label=f"{name}: diverged (drawn at the top)")
+        b = t.best_index
+        if ok[b]:
+            ax.plot([lrs[b]], [mean[b]], "*", ms=13, color=colors[name], mec="k",
+                    label=f"{name}: the tuned lr {t.best_lr:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=6)

@@ -144,8 +144,8 @@ def plot(raw, m: Measurement, cfg: Config):
                                  f"{cfg.steps * 3 // 4} (MLP on digits, lr {LR:g})")
     for ax, rho in zip(axes[0], RHOS):
         t = np.arange(1, cfg.steps - cfg.steps * 3 // 4 + 1)
-        for w in WAYS:
-            band(ax, t, raw["runs"][rho][w]["loss"], COLORS[w], w)
+        for w in WAYS:  # warm_start ends close to the full resume: dashed, so both show
+            band(ax, t, raw["runs"][rho][w]["loss"], COLORS[w], w, ls="--" if w == WAYS[2] else "-")
         ax.axhline(raw["checkpoint_loss"][rho].mean(), color="k", ls=":", lw=1,
                    label="loss at the checkpoint (mean)")
         ax.axvline(WINDOW, color="0.5", ls="--", lw=0.8, label=f"window of {WINDOW} steps")

@@ -16,7 +16,7 @@ import torch
 from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
-from ._plots import lr_sweep
+from ._plots import final_loss_sweep, lr_sweep
 from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
 )
@@ -106,15 +106,20 @@ def measure(raw, cfg: Config) -> Measurement:
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(1, 2, width=6.2, height=4.6,
+    fig, axes = new_figure(2, 2, width=6.2, height=4.4,
                            title="How forgiving of the lr: steps to settle below the target vs lr")
-    for ax, pname in zip(axes[0], m.data["results"]):
+    for ax, ax_final, pname in zip(axes[0], axes[1], m.data["results"]):
         res = m.data["results"][pname]
         lr_sweep(ax, {o: res[o]["tuned"] for o in OPTIMIZERS}, COLORS,
                  "steps until the loss stays below the target")
         ax.axhline(cfg.steps + 1, color="0.5", ls="--", lw=0.8)
         wins = ", ".join(f"{o} {res[o]['window_decades'].mean():.2f}" for o in OPTIMIZERS)
         target = problems(cfg.seeds)[pname][2]
-        ax.set_title(f"{pname} (target {target:g}; windows, decades: {wins}; dashed: budget)",
-                     fontsize=9)
+        final_loss_sweep(ax_final, {o: res[o]["tuned"] for o in OPTIMIZERS},
+                         {o: np.log10(raw[pname][o][-1]) for o in OPTIMIZERS}, COLORS,
+                         f"log10 loss at step {cfg.steps}")
+        ax_final.axhline(np.log10(problems(cfg.seeds)[pname][2]), color="k", ls="--", lw=1)
+        ax_final.set_title(f"{pname}: final loss vs lr (dashed: target)", fontsize=9)
+        ax.set_title(f"{pname}, target {target:g} (dashed: budget {cfg.steps})\n"
+                     f"lr window that settles, decades: {wins}", fontsize=9)
     return fig

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..spec import resolve
 from ._base import Table, new_figure
-from ._plots import band, lr_sweep
+from ._plots import band, final_loss_sweep, lr_sweep
 from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
 )
@@ -84,10 +84,10 @@ def measure(raw, cfg: Config) -> Measurement:
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(1, 2, width=6.4, height=4.6,
+    fig, axes = new_figure(1, 3, width=5.6, height=4.6,
                            title="Inputs over three decades of scale: GD vs RMSProp, each at "
                                  "its best lr")
-    ax_loss, ax_lr = axes[0]
+    ax_loss, ax_lr, ax_final = axes[0]
     t = np.arange(cfg.steps + 1)
     for name, loss in raw.items():
         b = m.tuned[name].best_index
@@ -101,4 +101,8 @@ def plot(raw, m: Measurement, cfg: Config):
     lr_sweep(ax_lr, m.tuned, COLORS, "steps until f stays below 1e-4 f0")
     ax_lr.axhline(cfg.steps + 1, color="0.5", ls="--", lw=0.8)
     ax_lr.set_title(f"steps to settle vs lr (dashed: budget {cfg.steps})", fontsize=10)
+    final_loss_sweep(ax_final, m.tuned, {n: np.log10(raw[n][-1] / raw[n][0]) for n in m.tuned},
+                     COLORS, "log10 final f / f0")
+    ax_final.axhline(np.log10(RELATIVE_TARGET), color="k", ls="--", lw=1)
+    ax_final.set_title("final loss vs lr (dashed: target)", fontsize=10)
     return fig

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..spec import resolve
 from ._base import Table, new_figure
-from ._plots import band, lr_sweep
+from ._plots import band, final_loss_sweep, lr_sweep
 from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
 )
@@ -114,10 +114,10 @@ def measure(raw, cfg: Config) -> Measurement:
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(1, 2, width=6.4, height=4.6,
+    fig, axes = new_figure(1, 3, width=5.6, height=4.6,
                            title="Momentum with the lr inside (TF) or outside (torch) the buffer, "
                                  "warm-up + cosine lr")
-    ax_loss, ax_lr = axes[0]
+    ax_loss, ax_lr, ax_final = axes[0]
     t = np.arange(cfg.steps + 1)
     for name in FORMS:
         b = m.tuned[name].best_index
@@ -132,4 +132,8 @@ def plot(raw, m: Measurement, cfg: Config):
     ax_lr.axhline(cfg.steps + 1, color="0.5", ls="--", lw=0.8)
     ax_lr.set_xlabel("peak learning rate (log scale)")
     ax_lr.set_title(f"steps to settle vs peak lr (dashed: budget {cfg.steps})", fontsize=10)
+    final_loss_sweep(ax_final, m.tuned, {n: np.log10(raw[n][-1] / raw[n][0]) for n in m.tuned},
+                     COLORS, "log10 final f / f0")
+    ax_final.axhline(np.log10(RELATIVE_TARGET), color="k", ls="--", lw=1)
+    ax_final.set_title("final loss vs lr (dashed: target)", fontsize=10)
     return fig

@@ -17,7 +17,7 @@ import torch
 from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
-from ._plots import band, lr_sweep
+from ._plots import band, final_loss_sweep, lr_sweep
 from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps,
     tune,
@@ -133,12 +133,12 @@ def measure(raw, cfg: Config) -> Measurement:
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(2, 3, width=5.0, height=4.2,
+    fig, axes = new_figure(2, 4, width=4.6, height=4.2,
                            title="Narrow valley f = (x² + 100 y²)/2: tuned SGD vs tuned RMSProp "
                                  "(rho 0.9)")
     t = np.arange(cfg.steps + 1)
     for row, pname in enumerate(PROBLEMS):
-        ax_path, ax_loss, ax_lr = axes[row]
+        ax_path, ax_loss, ax_lr, ax_final = axes[row]
         H = hessian(PROBLEMS[pname]).numpy()
         gx, gy = np.meshgrid(np.linspace(-16, 16, 300), np.linspace(-16, 16, 300))
         pts = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -172,4 +172,9 @@ def plot(raw, m: Measurement, cfg: Config):
                  "steps until f stays below 1e-3")
         ax_lr.axhline(cfg.steps + 1, color="0.5", ls="--", lw=0.8)
         ax_lr.set_title(f"{pname}: steps to settle vs lr (budget {cfg.steps}: dashed)", fontsize=10)
+        final_loss_sweep(ax_final, {o: tuned[o]["tuned"] for o in OPTIMIZERS},
+                         {o: np.log10(raw[pname][o]["loss"][-1]) for o in OPTIMIZERS}, COLORS,
+                         f"log10 loss at step {cfg.steps}")
+        ax_final.axhline(np.log10(TARGET), color="k", ls="--", lw=1)
+        ax_final.set_title(f"{pname}: final loss vs lr (dashed: target)", fontsize=10)
     return fig
