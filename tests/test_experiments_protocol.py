@@ -140,7 +140,10 @@ def test_tuning_flags_a_best_lr_on_the_grid_edge_and_counts_divergence_as_worst(
     assert t.best_lr == 1e-2 and not t.best_lr_on_edge
     t = tune(grid, np.array([[1.0], [2.0], [3.0]]), "loss")
     assert t.best_lr == 1e-3 and t.best_lr_on_edge
-    t = tune(grid, np.array([[5.0], [5.0], [1.0]]), "return", lower_is_better=False)
+    t = tune(grid, np.array([[6.0], [5.0], [1.0]]), "return", lower_is_better=False)
     assert t.best_lr == 1e-3 and t.best_lr_on_edge
     t = tune(grid, np.array([[9.0], [9.0], [9.0]]), "steps", tiebreak=np.array([[3.0], [1.0], [2.0]]))
     assert t.best_lr == 1e-2
+    # a plateau of equal scores (every lr converged to the floor) gives its middle
+    t = tune([1e-3, 1e-2, 1e-1, 1.0], np.array([[-10.0], [-10.0], [-10.0], [0.0]]), "log loss")
+    assert t.best_lr == 1e-2 and not t.best_lr_on_edge

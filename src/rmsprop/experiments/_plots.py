@@ -31,16 +31,23 @@ def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def band(ax: Any, x: Sequence[float], values: np.ndarray, color: str, label: str, *,
          lw: float = 1.4, ls: str = "-") -> None:
-    """Mean over seeds (a line) and its 95 % interval (a band), each with a legend entry."""
+    """Mean over seeds (a line) and its 95 % interval (a band), each with a legend entry; on
+    a log-scaled axis (set the scale first) the mean and interval are those of log10."""
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    mean, low, high = t_band(values)
     n = values.shape[0]
+    if ax.get_yscale() == "log":  # on a log axis: mean and interval of log10, shown back in
+        flag_hidden(ax, values)   # linear units (a linear interval would reach below zero)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean, low, high = (10 ** v for v in t_band(np.log10(np.where(values > 0, values, np.nan))))
+        what = "geometric mean"
+    else:
+        mean, low, high = t_band(values)
+        what = "mean"
     ax.plot(x, mean, color=color, lw=lw, ls=ls,
-            label=f"{label} (mean of {n} seeds)" if n > 1 else label)
+            label=f"{label} ({what} of {n} seeds)" if n > 1 else label)
     if n > 1:
         ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0,
                         label=f"{label}: 95% interval")
-    flag_hidden(ax, values if ax.get_yscale() == "log" else None)
 
 
 def flag_hidden(ax: Any, values: np.ndarray | None) -> None:

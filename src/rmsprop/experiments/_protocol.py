@@ -189,7 +189,8 @@ def tune(grid: Sequence[float], scores: np.ndarray, score: str, *,
     """Pick the best lr of ``grid`` from ``scores`` (lr, seed) by the mean over seeds.
 
     Non-finite scores (a diverged run) count as the worst. Ties (e.g. no lr reached a target)
-    are broken by the lowest mean of ``tiebreak`` (lr, seed), e.g. the final loss. The best is
+    are broken by the lowest mean of ``tiebreak`` (lr, seed), e.g. the final loss; a plateau
+    that stays tied (every lr of a range converged) gives its middle lr. The best is
     flagged when it is the first or the last point of the grid: the grid then does not
     bracket it.
     """
@@ -200,11 +201,12 @@ def tune(grid: Sequence[float], scores: np.ndarray, score: str, *,
     clean = np.where(np.isfinite(scores), scores, worst)
     means = clean.mean(1)
     best = int(np.argmin(means) if lower_is_better else np.argmax(means))
-    if tiebreak is not None:
-        tied = np.flatnonzero(means == means[best])
+    tied = np.flatnonzero(means == means[best])
+    if tiebreak is not None and len(tied) > 1:
         extra = np.asarray(tiebreak, dtype=np.float64).reshape(len(grid), -1)
         extra = np.where(np.isfinite(extra), extra, np.inf).mean(1)
-        best = int(tied[np.argmin(extra[tied])])
+        tied = tied[extra[tied] == extra[tied].min()]
+    best = int(tied[len(tied) // 2])  # a plateau of equal scores: its middle, not its end
     return Tuned(
         lr_grid=[float(v) for v in grid], score=score,
         score_by_lr=[interval(row) for row in clean], best_lr=float(grid[best]),

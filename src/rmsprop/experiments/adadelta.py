@@ -23,7 +23,7 @@ DIM = 10
 FLOOR = 1e-10  # f / f0 below this counts as converged: regrets are measured down to it
 SCALES = (0.01, 1.0, 100.0)
 DEFAULTS = {"AdaDelta": 1.0, "RMSProp": 1e-3}
-GRIDS = {"AdaDelta": log_grid(1e-2, 1e2, 3), "RMSProp": log_grid(1e-5, 1e1, 3)}
+GRIDS = {"AdaDelta": log_grid(1e-3, 1e2, 3), "RMSProp": log_grid(1e-7, 1e1, 3)}
 MAKE = {"AdaDelta": lambda g: torch.optim.Adadelta(g, rho=0.9),
         "RMSProp": lambda g: RMSprop(g, alpha=0.9, eps=1e-8)}
 SPEC = Spec(

@@ -41,7 +41,7 @@ SPEC = Spec(
         Criterion("log10_adagrad_over_rmsprop_move_only", ">", 0.0,
                   "'preferable' means a lower loss at each one's best lr; 0 is a tie"),
     ),
-    optimizers={"AdaGrad": log_grid(1e-3, 100.0, 3), "RMSProp": log_grid(1e-4, 1.0, 3)},
+    optimizers={"AdaGrad": log_grid(1e-2, 1e4, 3), "RMSProp": log_grid(1e-4, 1.0, 3)},
     n_seeds=5, quick_seeds=2, default_steps=4000, min_steps=400, quick_steps=1000,
 )
 OPTIMIZERS = {

@@ -38,7 +38,7 @@ SPEC = Spec(
         Criterion("rmsprop_minus_adam_test_acc_points", "<", 1.0,
                   "'comparable': under 1 point, about 4 of the 360 test images"),
     ),
-    optimizers={"RMSProp": log_grid(1e-3, 10 ** -1.5, 3), "Adam": log_grid(1e-3, 10 ** -1.5, 3),
+    optimizers={"RMSProp": log_grid(1e-4, 10 ** -1.5, 3), "Adam": log_grid(1e-4, 10 ** -1.5, 3),
                 "SGD": log_grid(10 ** -1.5, 1.0, 3)},
     n_seeds=5, quick_seeds=2, default_steps=600, min_steps=100, quick_steps=150,
 )
