@@ -112,6 +112,7 @@ def plot(raw, m: Measurement, cfg: Config):
     ax.semilogy(t, RHO**t, "k--", lw=1, label="rho^t (what bias correction removes)")
     ax.axhline(1e-6, color="tab:red", ls=":", lw=1, label="threshold after step 200: 1e-6")
     ax.axvline(200, color="0.5", ls=":", lw=1)
+    ax.set_ylim(1e-19, 10)  # rho^t runs on below: cut at the floor drawn for exact zeros
     ax.set_xlabel("step t")
     ax.set_ylabel("|update - Adam's update| / |Adam's update| (log)")
     ax.legend(fontsize=8)

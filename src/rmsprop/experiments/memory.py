@@ -142,5 +142,5 @@ def plot(raw, m: Measurement, cfg: Config):
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel(f"memory / model size ({raw['model_bytes'] / 2**20:.0f} MiB float32)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     return fig
