@@ -10,7 +10,8 @@ f_t(x) = g_t * x, so the gradient is g_t:
 
 Step size alpha/sqrt(t) (a :class:`torch.optim.lr_scheduler.LambdaLR` over alpha = 1), each step
 projected back onto [-1, 1]; ``rmsprop.torch.RMSprop`` with ``amsgrad=True`` (Reddi et al.'s
-fix) is shown beside it. A sweep over rho and C shows where plain RMSProp fails. The figure is
+fix) is shown beside it, and ``torch.optim.Adam`` (betas 0.9 and the same rho) on the
+stochastic form, for "a deficiency it shares with Adam". A sweep over rho and C shows where plain RMSProp fails. The figure is
 the mean iterate over the last 10 % of steps (per seed in the stochastic form).
 """
 
@@ -30,6 +31,7 @@ SWEEP_RHOS = [0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99]
 SWEEP_CS = [2.5, 3, 5, 10, 20, 50]
 SWEEP_SEEDS = 4
 SWEEP_STEPS = 3000
+ADAM_BETA1 = 0.9  # Adam's default; beta2 is the RMSProp arm's rho
 SETUPS = {
     "deterministic": dict(C=3.0, rho=1 / (1 + 3.0**2)),
     "stochastic": dict(C=20.0, rho=0.9),
@@ -46,12 +48,15 @@ SPEC = Spec(
     hypothesis="On Reddi et al.'s counterexamples (optimum x = -1), plain RMSProp's mean "
                "iterate over the last 10% of steps ends on the wrong half of [-1, 1] (x > 0), "
                "in the deterministic form (C = 3, rho = 0.1) and in the stochastic one "
-               "(C = 20, delta = 0.1, the usual rho = 0.9), over seeds.",
+               "(C = 20, delta = 0.1, the usual rho = 0.9), over seeds; and so does Adam "
+               "(beta1 0.9, beta2 = the same rho 0.9) on the stochastic one.",
     criteria=(
         Criterion("deterministic_plain_x", ">", 0.0,
                   "x > 0 is closer to the worst point +1 than to the optimum -1"),
         Criterion("stochastic_plain_x", ">", 0.0,
                   "x > 0 is closer to the worst point +1 than to the optimum -1"),
+        Criterion("stochastic_adam_x", ">", 0.0,
+                  "'shares with Adam': Adam too ends closer to +1 than to -1"),
     ),
     n_seeds=8, quick_seeds=3, default_steps=10_000, min_steps=1000, quick_steps=3000,
 )
@@ -67,8 +72,11 @@ def _gradients(kind: str, C: torch.Tensor, t: int, gen: torch.Generator) -> torc
 
 
 def simulate_runs(kind: str, C_per_group: list[torch.Tensor], rhos: list[float], steps: int, *,
-             amsgrad: bool, seed: int, tick=lambda t: None) -> list[np.ndarray]:
+             amsgrad: bool, seed: int, tick=lambda t: None, adam_beta1: float | None = None,
+             ) -> list[np.ndarray]:
     """Run one param group per rho; group i is a vector of copies with constants C_per_group[i].
+    With ``adam_beta1``, ``torch.optim.Adam`` with betas (adam_beta1, rho) instead of RMSProp
+    (the same gradients, as the same generator is drawn in the same order).
 
     Returns the iterates x_t (steps, copies) of each group.
     """
@@ -76,8 +84,12 @@ def simulate_runs(kind: str, C_per_group: list[torch.Tensor], rhos: list[float],
     xs = [torch.zeros_like(C) for C in C_per_group]  # start in the middle, x_0 = 0
     for x in xs:
         x.grad = torch.zeros_like(x)
-    opt = RMSprop([{"params": [x], "alpha": rho} for x, rho in zip(xs, rhos)], lr=ALPHA,
-                  amsgrad=amsgrad)
+    if adam_beta1 is None:
+        opt = RMSprop([{"params": [x], "alpha": rho} for x, rho in zip(xs, rhos)], lr=ALPHA,
+                      amsgrad=amsgrad)
+    else:
+        opt = torch.optim.Adam([{"params": [x], "betas": (adam_beta1, rho)}
+                                for x, rho in zip(xs, rhos)], lr=ALPHA)
     schedule = LambdaLR(opt, lambda s: 1.0 / np.sqrt(s + 1))  # eta_t = alpha / sqrt(t)
     paths = [np.empty((steps, x.numel())) for x in xs]
     with torch.no_grad():
@@ -105,7 +117,10 @@ def simulate(cfg: Config, progress):
             runs[kind]["amsgrad" if amsgrad else "plain"] = simulate_runs(
                 kind, [C], [setup["rho"]], cfg.steps, amsgrad=amsgrad, seed=seed)[0]
             k += 1
-            progress(k / 6)
+            progress(k / 7)
+        if kind == "stochastic":
+            runs[kind]["adam"] = simulate_runs(kind, [C], [setup["rho"]], cfg.steps,
+                                               amsgrad=False, seed=seed, adam_beta1=ADAM_BETA1)[0]
     sweep_steps = min(cfg.steps, SWEEP_STEPS)
     sweep = {}
     for kind in SETUPS:
@@ -117,7 +132,7 @@ def simulate(cfg: Config, progress):
         sweep[kind] = np.array([p[-tail:].mean(0).reshape(len(SWEEP_CS), copies).mean(1)
                                 for p in paths])  # (rho, C)
         k += 1
-        progress(k / 6)
+        progress(k / 7)
     return {"runs": runs, "sweep": sweep, "sweep_steps": sweep_steps}
 
 
@@ -144,7 +159,8 @@ def measure(raw, cfg: Config) -> Measurement:
              f"{sweep['deterministic'].size} sweep cells, only for rho <= "
              f"{max((r for r, _ in fails['deterministic']), default=None)}; the stochastic form "
              f"in {len(fails['stochastic'])}",
-             "'a deficiency it shares with Adam' is not tested here (no Adam arm)"]
+             f"Adam (betas {ADAM_BETA1}, 0.9) on the stochastic form: "
+             f"{figures['stochastic_adam_x'].text('+.3f')}"]
     return Measurement(figures=figures, tables=[table, sweep_table], notes=notes,
                        data={"sweep_rhos": SWEEP_RHOS, "sweep_Cs": SWEEP_CS, "sweep": sweep})
 
@@ -157,8 +173,9 @@ def _plot(runs, sweep, steps, sweep_steps):
     fig, axes = new_figure(2, 2, width=6.4, height=4.4,
                            title="Reddi, Kale & Kumar (2018): RMSProp on [-1, 1], optimum x = -1")
     t = np.arange(1, steps + 1)
-    colors = {"plain": "tab:red", "amsgrad": "tab:blue"}
-    labels = {"plain": "RMSProp", "amsgrad": "RMSProp, amsgrad=True"}
+    colors = {"plain": "tab:red", "amsgrad": "tab:blue", "adam": "tab:orange"}
+    labels = {"plain": "RMSProp", "amsgrad": "RMSProp, amsgrad=True",
+              "adam": f"Adam, betas ({ADAM_BETA1}, rho)"}
     for ax, kind in zip(axes[0], SETUPS):
         setup = SETUPS[kind]
         for opt, path in runs[kind].items():
