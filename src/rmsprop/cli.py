@@ -101,9 +101,13 @@ def _run_many(plan: list[tuple[str, Optional[int]]], out_dir: Path, seed: int, *
         if jobs > 1 and len(plan) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
+            # the heavy ones first, the later-listed (the models: slowest) before the others
+            order = {name: i for i, (name, _) in enumerate(plan)}
+            heavy_first = sorted(plan, key=lambda item: (not experiments.get(item[0]).SPEC.heavy,
+                                                         -order[item[0]]))
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [(name, pool.submit(_run_one, name, seed, steps, out_dir, quick))
-                           for name, steps in plan]
+                           for name, steps in heavy_first]
                 for name, _ in plan:
                     bars.start_task(tasks[name])
                 for name, future in futures:

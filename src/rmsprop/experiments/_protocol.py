@@ -108,6 +108,7 @@ class Spec:
     default_steps: int = 1000
     min_steps: int = 100
     quick_steps: int = 300
+    heavy: bool = False  # minutes at full settings: parallel runs start it first
 
     def __post_init__(self) -> None:
         if not self.criteria:

@@ -41,6 +41,7 @@ SPEC = Spec(
                         "'no need to specify a lr': the default within 10x of the tuned loss"),),
     optimizers={f"{o}, D={d:g}": GRIDS[o] for o in MAKE for d in SCALES},
     n_seeds=5, quick_seeds=2, default_steps=2000, min_steps=200, quick_steps=500,
+    heavy=True,
 )
 COLORS = {f"{o}, D={d:g}": c for o, cs in (("AdaDelta", ("#9be", "#36c", "#014")),
                                           ("RMSProp", ("#fb8", "#e70", "#840"))) for d, c in zip(SCALES, cs)}

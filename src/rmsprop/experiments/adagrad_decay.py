@@ -43,6 +43,7 @@ SPEC = Spec(
     ),
     optimizers={"AdaGrad": log_grid(1e-2, 1e4, 3), "RMSProp": log_grid(1e-4, 1.0, 3)},
     n_seeds=5, quick_seeds=2, default_steps=4000, min_steps=400, quick_steps=1000,
+    heavy=True,
 )
 OPTIMIZERS = {
     "AdaGrad": (lambda groups: torch.optim.Adagrad(groups), "sum", 1e-10),  # torch defaults

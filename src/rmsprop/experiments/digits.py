@@ -41,6 +41,7 @@ SPEC = Spec(
     optimizers={"RMSProp": log_grid(1e-4, 10 ** -1.5, 3), "Adam": log_grid(1e-4, 10 ** -1.5, 3),
                 "SGD": log_grid(10 ** -1.5, 1.0, 3)},
     n_seeds=5, quick_seeds=2, default_steps=600, min_steps=100, quick_steps=150,
+    heavy=True,
 )
 MAKE = {
     "RMSProp": lambda p, lr: RMSprop(p, lr=lr, alpha=0.9, eps=1e-8),

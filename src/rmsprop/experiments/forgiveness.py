@@ -43,6 +43,7 @@ SPEC = Spec(
     ),
     optimizers={"SGD": GRID, "RMSProp": GRID},
     n_seeds=5, quick_seeds=2, default_steps=3000, min_steps=200, quick_steps=1000,
+    heavy=True,
 )
 OPTIMIZERS = {
     "SGD": lambda groups: torch.optim.SGD(groups),

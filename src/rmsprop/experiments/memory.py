@@ -1,7 +1,7 @@
 """Optimizer-state memory measured from the process, not from the optimizer's own bookkeeping.
 
 A "model" of 2 float32 tensors of 2^20 elements each (8 MiB) gets random gradients; the
-process's resident memory (``/proc/self/statm``) is read before the optimizer is built and after
+process's resident memory (``/proc/self/statm``, in a fresh interpreter) is read before the optimizer is built and after
 its first step, which allocates and writes its state. The difference, in units of the model's
 size, is the measured overhead (repeated per seed; the allocator's own slack is the noise). The
 sum of ``nbytes`` over ``optimizer.state`` is the bookkeeping figure: a sanity check only.
@@ -10,7 +10,11 @@ sum of ``nbytes`` over ``optimizer.state`` is the bookkeeping figure: a sanity c
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -77,7 +81,8 @@ def _allocations_go_back_to_the_os() -> None:
         pass
 
 
-def simulate(cfg: Config, progress):
+def measure_in_this_process(seeds, steps: int, progress=lambda f: None) -> dict:
+    """The measurement itself; :func:`simulate` runs it in a fresh interpreter."""
     _allocations_go_back_to_the_os()
     model_bytes = TENSORS * ELEMENTS * 4
     for make in OPTIMIZERS.values():  # lazy imports and caches of a first step are not state
@@ -86,7 +91,7 @@ def simulate(cfg: Config, progress):
         make(warm).step()
     grown = {o: [] for o in OPTIMIZERS}
     booked = {o: [] for o in OPTIMIZERS}
-    for k, seed in enumerate(cfg.seeds):
+    for k, seed in enumerate(seeds):
         gen = torch.Generator().manual_seed(seed)
         params = [torch.zeros(ELEMENTS, requires_grad=True) for _ in range(TENSORS)]
         for p in params:
@@ -95,15 +100,33 @@ def simulate(cfg: Config, progress):
             gc.collect()
             before = rss_bytes()
             opt = make(params)
-            for _ in range(cfg.steps):
+            for _ in range(steps):
                 opt.step()
             grown[oname].append((rss_bytes() - before) / model_bytes)
             booked[oname].append(state_bytes(opt) / model_bytes)
             del opt
             gc.collect()
-        progress((k + 1) / len(cfg.seeds))
-    return {"grown": {o: np.array(v) for o, v in grown.items()},
-            "booked": {o: np.array(v) for o, v in booked.items()}, "model_bytes": model_bytes}
+        progress((k + 1) / len(seeds))
+    return {"grown": grown, "booked": booked, "model_bytes": model_bytes}
+
+
+def simulate(cfg: Config, progress):
+    """Measure in a fresh interpreter: a process that already ran other experiments keeps freed
+    memory in its allocator and would undercount the growth (seen in a report run)."""
+    code = ("import json, sys; from rmsprop.experiments.memory import measure_in_this_process; "
+            f"print(json.dumps(measure_in_this_process({list(cfg.seeds)!r}, {cfg.steps})))")
+    src = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [src] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"the memory measurement failed: {done.stderr[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    progress(1.0)
+    return {"grown": {o: np.array(v) for o, v in out["grown"].items()},
+            "booked": {o: np.array(v) for o, v in out["booked"].items()},
+            "model_bytes": out["model_bytes"]}
 
 
 def measure(raw, cfg: Config) -> Measurement:

@@ -37,6 +37,7 @@ SPEC = Spec(
                         "'outperform' means a higher return at each one's best lr; 0 is a tie"),),
     optimizers={"RMSProp": log_grid(3e-3, 1e-1, 3), "Adam": log_grid(3e-3, 1e-1, 3)},
     n_seeds=5, quick_seeds=2, default_steps=50, min_steps=10, quick_steps=12,
+    heavy=True,
 )
 MAKE = {
     "RMSProp": lambda p, lr: RMSprop(p, lr=lr, alpha=0.9, eps=1e-8),

@@ -42,6 +42,7 @@ SPEC = Spec(
     optimizers={"RMSProp": log_grid(2e-3, 2e-2, 3), "Adam": log_grid(2e-3, 2e-2, 3),
                 "SGD": log_grid(1.0, 10.0, 3)},
     n_seeds=5, quick_seeds=2, default_steps=400, min_steps=50, quick_steps=50,
+    heavy=True,
 )
 MAKE = {
     "RMSProp": lambda p, lr: RMSprop(p, lr=lr, alpha=0.9, eps=1e-8),

@@ -39,6 +39,7 @@ SPEC = Spec(
                         "'accelerates' means fewer steps than the best SGD; 1 is a tie"),),
     optimizers={"SGD": log_grid(1e-3, 1e-1, 4), "RMSProp": log_grid(1e-4, 1.0, 3)},
     n_seeds=5, quick_seeds=2, default_steps=3000, min_steps=200, quick_steps=1000,
+    heavy=True,
 )
 OPTIMIZERS = {
     "SGD": lambda groups: torch.optim.SGD(groups),
