@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -62,31 +63,44 @@ def test_bad_arguments_exit_2_with_a_message(args, message):
     assert message in result.output
 
 
-def test_run_writes_png_and_json_and_prints_the_figure(tmp_path):
-    result = runner.invoke(cli.app, ["run", "memory", "--out", str(tmp_path)])
+def test_run_writes_png_and_json_and_prints_the_verdict(tmp_path):
+    result = runner.invoke(cli.app, ["run", "adam-beta1-zero", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "state / model bytes: RMSProp 1.0" in result.output.replace("\n", " ")
-    assert (tmp_path / "memory.png").read_bytes()[:4] == b"\x89PNG"
-    saved = json.loads((tmp_path / "memory.json").read_text())
-    assert saved["passed"] is True
-    assert saved["data"]["state_bytes"]["MLP 64-64-64-10"]["SGD"] == 0
+    saved = json.loads((tmp_path / "adam-beta1-zero.json").read_text())
+    text = " ".join(result.output.split())
+    assert f"adam-beta1-zero {saved['verdict']}" in text
+    assert "adam_vs_rmsprop_bias_corrected_max_rel_diff" in text
+    assert (tmp_path / "adam-beta1-zero.png").read_bytes()[:4] == b"\x89PNG"
+    assert saved["claim"] == experiments.get("adam-beta1-zero").SPEC.claim
+    assert saved["deterministic"] is True and saved["seeds"] == []
 
 
-def test_demo_runs_its_tour_and_writes_a_report(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEMO", ("memory",))  # the wiring; the experiments have own tests
+def test_demo_runs_its_tour_counts_the_verdicts_and_writes_a_report(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "DEMO", ("adam-beta1-zero", "graves-nesterov"))  # the wiring
     result = runner.invoke(cli.app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "1 of 1 claims hold" in result.output
-    assert (tmp_path / "report.html").exists() and (tmp_path / "memory.png").exists()
+    text = " ".join(result.output.split())
+    counts = re.search(r"rmsprop demo: (\d+) contradicted, (\d+) inconclusive, (\d+) "
+                       r"reproduced \(of 2 claims\)", text)
+    assert counts, text
+    verdicts = [json.loads((tmp_path / f"{n}.json").read_text())["verdict"]
+                for n in ("adam-beta1-zero", "graves-nesterov")]
+    assert [int(c) for c in counts.groups()] == [verdicts.count(v) for v in experiments.VERDICTS]
+    assert "demo settings" in text
+    assert (tmp_path / "report.html").exists() and (tmp_path / "graves-nesterov.png").exists()
 
 
-def test_strict_exits_1_when_a_claim_fails(tmp_path, monkeypatch):
-    from rmsprop.experiments import memory
+def test_strict_exits_1_when_a_claim_is_not_reproduced(tmp_path, monkeypatch):
+    import dataclasses
 
-    monkeypatch.setattr(memory, "RMS_RANGE", (5.0, 6.0))  # an impossible bar
-    result = runner.invoke(cli.app, ["run", "memory", "--out", str(tmp_path), "--strict"])
+    from rmsprop.experiments import adam_beta1
+    from rmsprop.experiments._protocol import Criterion
+
+    impossible = (Criterion("adam_vs_rmsprop_bias_corrected_max_rel_diff", "<", -1.0, "never"),)
+    monkeypatch.setattr(adam_beta1, "SPEC", dataclasses.replace(adam_beta1.SPEC, criteria=impossible))
+    result = runner.invoke(cli.app, ["run", "adam-beta1-zero", "--out", str(tmp_path), "--strict"])
     assert result.exit_code == 1
-    assert "FAIL" in result.output
+    assert "contradicted" in result.output
 
 
 @pytest.mark.slow

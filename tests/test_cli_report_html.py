@@ -5,6 +5,7 @@ Needs Debian's Chromium: ``apt-get update && apt-get install -y chromium``.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -43,8 +44,8 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    result = CliRunner().invoke(cli.app, ["report", "--out", str(out), "--quick",
-                                          "--only", "memory", "--only", "cold-start"])
+    result = CliRunner().invoke(cli.app, ["report", "--out", str(out), "--quick", "--jobs", "2",
+                                          "--only", "adam-beta1-zero", "--only", "graves-nesterov"])
     assert result.exit_code == 0, result.output
     return out / "report.html"
 
@@ -54,9 +55,17 @@ def test_report_is_self_contained(report, tmp_path):
     images = re.findall(r'<img [^>]*src="([^"]+)"', text)
     assert len(images) == 2
     assert all(src.startswith("data:image/png;base64,") for src in images)
-    for name in ("memory", "cold-start"):
+    for name in ("adam-beta1-zero", "graves-nesterov"):
         assert f'id="{name}"' in text
-    assert text.count('class="pass"') + text.count('class="fail"') >= 4  # summary + sections
+        # the experiment's JSON is embedded in the page, and it is the file written beside it
+        block = re.search(rf'<script type="application/json" id="json-{name}">(.*?)</script>',
+                          text, re.S)
+        assert block, name
+        embedded = json.loads(block.group(1))
+        assert embedded["verdict"] == json.loads((report.parent / f"{name}.json").read_text())["verdict"]
+        assert html.escape(embedded["claim"]) in text
+    assert text.count('class="verdict-badge ') >= 4  # summary + sections
+    assert 'id="untested"' in text  # what the article says that nothing tests
     # self-contained: it still works with nothing beside it
     alone = tmp_path / "alone.html"
     alone.write_text(text)

@@ -1,13 +1,13 @@
 """The article's claims as runnable experiments, one module each.
 
-Each module has ``NAME``, ``SUMMARY`` (one line), ``CLAIM``, ``DEFAULT_STEPS``, ``MIN_STEPS``
-and ``run(seed, steps, out_dir, progress=None) -> Result``; :func:`run` here is the one
-entry point (it validates the arguments, creates the output folder, seeds and times the run).
+Each module follows the protocol of :mod:`._protocol`: ``SPEC`` (the claim as data) and the
+steps ``simulate``, ``measure`` and ``plot``; :func:`run` here is the one entry point (it
+validates the arguments, creates the output folder, seeds, judges, writes and times the run).
 
 Examples:
     >>> from rmsprop import experiments
     >>> experiments.names()[:2]
-    ['valley', 'adagrad-decay']
+    ['valley', 'lr-forgiveness']
 """
 
 from __future__ import annotations
@@ -24,20 +24,33 @@ from ..suggest import did_you_mean
 require("rmsprop.experiments", "lab", "torch", "matplotlib")
 
 from ._base import Progress, Result, Table, no_progress, single_thread
+from ._execute import execute
+from ._protocol import VERDICTS, count_verdicts, headline
 
-__all__ = ["names", "get", "run", "summaries", "Result", "Table", "UnknownExperimentError"]
+__all__ = ["names", "get", "run", "summaries", "count_verdicts", "headline", "Result", "Table",
+           "UnknownExperimentError", "VERDICTS"]
 
-_MODULES = {
+_MODULES = {  # the article's order
     "valley": "valley",
+    "lr-forgiveness": "forgiveness",
+    "heterogeneous-scales": "heterogeneous",
     "adagrad-decay": "adagrad_decay",
+    "eps-placement": "eps_placement",
+    "memory": "memory",
     "cold-start": "cold_start",
     "momentum": "momentum",
-    "reddi": "reddi",
-    "memory": "memory",
-    "rnn": "rnn",
+    "tf-momentum-form": "tf_momentum",
+    "graves-nesterov": "graves",
+    "adadelta": "adadelta",
+    "adam-beta1-zero": "adam_beta1",
     "digits": "digits",
     "policy-gradient": "policy_gradient",
+    "rnn": "rnn",
+    "weight-decay": "weight_decay",
     "warmup": "warmup",
+    "lr-jump": "lr_jump",
+    "reddi": "reddi",
+    "correlations": "correlations",
 }
 
 
@@ -65,7 +78,7 @@ def get(name: str) -> ModuleType:
 
 def summaries() -> dict[str, str]:
     """One line per experiment."""
-    return {name: get(name).SUMMARY for name in _MODULES}
+    return {name: get(name).SPEC.summary for name in _MODULES}
 
 
 def run(
@@ -75,12 +88,18 @@ def run(
     steps: int | None = None,
     out_dir: str | Path = "rmsprop-out",
     progress: Progress | None = None,
+    quick: bool = False,
+    n_seeds: int | None = None,
 ) -> Result:
     """Run experiment ``name`` and write its PNG and JSON into ``out_dir``.
 
+    ``quick`` selects the demo's settings (fewer steps and seeds, said in the notes);
+    ``n_seeds`` overrides the number of paired seeds (``seed``, ``seed + 1``, ...).
+
     Raises:
         UnknownExperimentError: ``name`` is not an experiment.
-        ValueError: ``seed`` is negative or ``steps`` is below the experiment's minimum.
+        ValueError: ``seed`` is negative, ``steps`` is below the experiment's minimum or
+            ``n_seeds`` is below 1.
     """
     module = get(name)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -91,7 +110,8 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with single_thread():
-        result = module.run(seed=seed, steps=steps, out_dir=out, progress=progress or no_progress)
+        result = execute(module, seed=seed, steps=steps, quick=quick, n_seeds=n_seeds,
+                         out_dir=out, progress=progress or no_progress)
     result.seconds = time.perf_counter() - start
     saved = json.loads(result.json.read_text())
     saved["seconds"] = result.seconds

@@ -7,12 +7,11 @@ running an experiment never touches pyplot's global state or the user's backend.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -25,10 +24,8 @@ __all__ = [
     "single_thread",
     "new_figure",
     "save_figure",
-    "write_json",
+    "jsonable",
     "check_steps",
-    "first_below",
-    "settle_step",
 ]
 
 #: ``progress(fraction_done)`` with ``fraction_done`` in [0, 1]; the CLI draws it as a bar.
@@ -50,32 +47,36 @@ class Table:
 
 @dataclass
 class Result:
-    """What one experiment found.
+    """What one experiment found (the JSON beside it holds every number).
 
     Attributes:
         name: the experiment's registry name.
-        claim: the article's claim, as the experiment checks it.
-        passed: whether the measured figure(s) met the threshold(s).
-        verdict: one line with the checked figure(s) against the threshold(s).
-        figures: the checked numbers by name (also written to the JSON).
+        claim: the article's sentence, verbatim.
+        verdict: ``"reproduced"``, ``"contradicted"`` or ``"inconclusive"``.
+        finding: one line: each judged figure (mean and 95 % interval) against its threshold.
+        reasons: one line per criterion (and the grid-edge rule) behind the verdict.
+        figures: the judged numbers by name, each ``{mean, low, high, n, ...}``.
         pngs: the plots written.
-        json: the JSON file with every number the plots show.
+        json: the JSON file.
         tables: tables for the terminal and the report.
-        notes: what a reader should know (an optional feature that was not available...).
+        notes: what a reader should know (demo settings, a failed sanity check...).
         seconds: wall time of the run.
+        seeds: the paired seeds (empty when the experiment is deterministic).
+        steps: the length of the run.
     """
 
     name: str
     claim: str
-    passed: bool
     verdict: str
+    finding: str
+    reasons: list[str]
     figures: dict[str, Any]
     pngs: list[Path]
     json: Path
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    seed: int = 0
+    seeds: list[int] = field(default_factory=list)
     steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,8 +88,12 @@ class Result:
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON types; non-finite floats become the strings 'nan', 'inf', '-inf'."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
@@ -103,9 +108,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, result_fields: dict[str, Any], data: dict[str, Any]) -> None:
-    """Write the result's fields and the raw series (``data``) as one JSON document."""
-    path.write_text(json.dumps(_jsonable({**result_fields, "data": data}), indent=1))
+def jsonable(value: Any) -> Any:
+    """Plain JSON types (see :func:`_jsonable`)."""
+    return _jsonable(value)
 
 
 @contextlib.contextmanager
@@ -144,24 +149,6 @@ def check_steps(steps: int | None, default: int, minimum: int, name: str) -> int
     return steps
 
 
-def first_below(values: Sequence[float], target: float) -> int | None:
-    """The 1-based index of the first value <= target (steps to reach it), or None."""
-    for i, value in enumerate(values):
-        if value <= target:
-            return i + 1
-    return None
-
-
-def settle_step(values: Sequence[float], target: float) -> int | None:
-    """The 1-based step from which every value stays <= target, or None if the last is above."""
-    above = [i for i, value in enumerate(values) if not value <= target]  # NaN counts as above
-    if not above:
-        return 1
-    if above[-1] == len(values) - 1:
-        return None
-    return above[-1] + 2
-
-
 def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float = 4.2,
                title: str = "") -> tuple[Any, Any]:
     """A figure (no pyplot) with a grid of axes; returns ``(figure, axes array)``."""
@@ -183,30 +170,3 @@ def save_figure(fig: Any, path: Path) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=100)
     return path
-
-
-def finish(
-    *,
-    name: str,
-    claim: str,
-    passed: bool,
-    verdict: str,
-    figures: dict[str, Any],
-    fig: Any,
-    out_dir: Path,
-    data: dict[str, Any],
-    seed: int,
-    steps: int,
-    tables: Sequence[Table] = (),
-    notes: Sequence[str] = (),
-) -> Result:
-    """Save the figure as ``NAME.png`` and everything as ``NAME.json``; return the Result."""
-    out_dir = Path(out_dir)
-    png = save_figure(fig, out_dir / f"{name}.png")
-    result = Result(
-        name=name, claim=claim, passed=bool(passed), verdict=verdict, figures=dict(figures),
-        pngs=[png], json=out_dir / f"{name}.json", tables=list(tables), notes=list(notes),
-        seed=seed, steps=steps,
-    )
-    write_json(result.json, result.to_dict(), data)
-    return result

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["run_grid"]
+__all__ = ["run_grid", "run_lr_seed_grid"]
 
 
 def run_grid(
@@ -72,4 +72,25 @@ def run_grid(
     out = {"loss": losses, "x": xs}
     if observe is not None:
         out["observed"] = np.array(observed)
+    return out
+
+
+def run_lr_seed_grid(
+    make_optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
+    loss_and_grad: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
+    starts: np.ndarray | torch.Tensor,
+    lrs: Sequence[float],
+    steps: int,
+    **kwargs: Any,
+) -> dict[str, np.ndarray]:
+    """:func:`run_grid` over every (lr, seed) pair: ``starts`` (seeds, dim) are the paired
+    start points. Returns ``loss`` (steps + 1, lrs, seeds) and ``x`` (steps + 1, lrs, seeds,
+    dim)."""
+    starts = torch.as_tensor(np.asarray(starts), dtype=torch.float64)
+    n_seeds = starts.shape[0]
+    x0 = starts.repeat(len(lrs), 1)  # lr-major: row = lr_index * seeds + seed
+    per_row = [float(lr) for lr in lrs for _ in range(n_seeds)]
+    out = run_grid(make_optimizer, loss_and_grad, x0, per_row, steps, **kwargs)
+    out["loss"] = out["loss"].reshape(steps + 1, len(lrs), n_seeds)
+    out["x"] = out["x"].reshape(steps + 1, len(lrs), n_seeds, -1)
     return out

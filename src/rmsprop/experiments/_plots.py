@@ -1,0 +1,130 @@
+"""Plot pieces every experiment uses: mean curves with 95 % bands, the lr sweep of a tuning.
+
+Nothing is clipped: values a log axis cannot show (zero, negative, NaN) are counted and the
+count is printed on the axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._protocol import Tuned
+
+__all__ = ["band", "lr_sweep", "final_loss_sweep", "flag_hidden", "t_band"]
+
+
+def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``values`` (seeds, points): mean and the 95 % t-interval's bounds."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    mean = values.mean(0)
+    n = values.shape[0]
+    if n < 2:
+        return mean, mean, mean
+    sem = values.std(0, ddof=1) / np.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * sem
+    return mean, mean - half, mean + half
+
+
+def band(ax: Any, x: Sequence[float], values: np.ndarray, color: str, label: str, *,
+         lw: float = 1.4, ls: str = "-") -> None:
+    """Mean over seeds (a line) and its 95 % interval (a band), each with a legend entry; on
+    a log-scaled axis (set the scale first) the mean and interval are those of log10."""
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    n = values.shape[0]
+    if ax.get_yscale() == "log":  # on a log axis: mean and interval of log10, shown back in
+        flag_hidden(ax, values)   # linear units (a linear interval would reach below zero)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean, low, high = (10 ** v for v in t_band(np.log10(np.where(values > 0, values, np.nan))))
+        what = "geometric mean"
+    else:
+        mean, low, high = t_band(values)
+        what = "mean"
+    ax.plot(x, mean, color=color, lw=lw, ls=ls,
+            label=f"{label} ({what} of {n} seeds)" if n > 1 else label)
+    if n > 1:
+        ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0,
+                        label=f"{label}: 95% interval")
+
+
+def flag_hidden(ax: Any, values: np.ndarray | None) -> None:
+    """Say on the axes how many values a log scale cannot show (no silent clipping)."""
+    if values is None:
+        return
+    values = np.asarray(values, dtype=np.float64)
+    hidden = int(np.sum(~(values > 0)))
+    if hidden:
+        ax.text(0.01, 0.01, f"{hidden} value(s) <= 0 or NaN not drawn", transform=ax.transAxes,
+                fontsize=7, color="tab:red", va="bottom")
+
+
+def lr_sweep(ax: Any, tuned: Mapping[str, Tuned], colors: Mapping[str, str], ylabel: str, *,
+             log_y: bool = True) -> None:
+    """The score against lr for every tuned optimizer: mean with 95 % error bars, the best lr
+    starred, the grid's edges marked, runs that diverged or never reached the target drawn
+    as crosses at the top."""
+    finite_all = [f.mean for t in tuned.values() for f in t.score_by_lr if np.isfinite(f.mean)]
+    top = max(finite_all) if finite_all else 1.0
+    for name, t in tuned.items():
+        lrs = np.array(t.lr_grid)
+        mean = np.array([f.mean for f in t.score_by_lr])
+        low = np.array([f.low if np.isfinite(f.low) else f.mean for f in t.score_by_lr])
+        high = np.array([f.high if np.isfinite(f.high) else f.mean for f in t.score_by_lr])
+        ok = np.isfinite(mean)
+        with np.errstate(invalid="ignore"):
+            yerr = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
+        ax.errorbar(lrs[ok], mean[ok], yerr=yerr[:, ok], fmt="o-", ms=3.5, lw=1.2, capsize=2,
+                    color=colors[name], label=f"{name} (bars: 95% interval)")
+        if (~ok).any():
+            ax.plot(lrs[~ok], np.full((~ok).sum(), top * (3 if log_y else 1.1)), "x",
+                    color=colors[name], ms=7, label=f"{name}: diverged / not reached")
+        best = t.best_index
+        edge = " ON GRID EDGE" if t.best_lr_on_edge else ""
+        ax.plot([t.lr_grid[best]], [mean[best]], "*", ms=14, color=colors[name], mec="k",
+                label=f"{name} best lr {t.best_lr:.3g}{edge}")
+        for end in (lrs[0], lrs[-1]):
+            ax.axvline(end, color=colors[name], ls=":", lw=0.8)
+    ax.plot([], [], ":", color="0.4", label="dotted: each grid's edges")
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+
+
+def final_loss_sweep(ax: Any, tuned: Mapping[str, Tuned], finals: Mapping[str, np.ndarray],
+                     colors: Mapping[str, str], ylabel: str = "log10 final loss") -> None:
+    """Final loss against lr for every tuned optimizer (``finals[name]``: (lrs, seeds)), mean
+    with 95 % error bars; the lr the tuning chose is starred, diverged runs drawn as crosses."""
+    from ._protocol import interval
+
+    finite_top = [np.nanmax(np.where(np.isfinite(v), v, np.nan)) for v in finals.values()
+                  if np.isfinite(v).any()]
+    top = max(finite_top) if finite_top else 1.0
+    for name, t in tuned.items():
+        lrs = np.array(t.lr_grid)
+        figs = [interval(row) for row in np.asarray(finals[name])]
+        mean = np.array([f.mean for f in figs])
+        ok = np.isfinite(mean)
+        low = np.array([f.low if np.isfinite(f.low) else f.mean for f in figs])
+        high = np.array([f.high if np.isfinite(f.high) else f.mean for f in figs])
+        with np.errstate(invalid="ignore"):  # inf - inf where a run diverged: masked by ok
+            yerr = [np.clip(mean - low, 0, None)[ok], np.clip(high - mean, 0, None)[ok]]
+        ax.errorbar(lrs[ok], mean[ok], yerr=yerr,
+                    fmt="o-", ms=3.5, lw=1.2, capsize=2, color=colors[name],
+                    label=f"{name} (bars: 95% interval)")
+        if (~ok).any():
+            ax.plot(lrs[~ok], np.full((~ok).sum(), top + 1), "x", color=colors[name], ms=7,
+                    label=f"{name}: diverged (drawn at the top)")
+        b = t.best_index
+        if ok[b]:
+            ax.plot([lrs[b]], [mean[b]], "*", ms=13, color=colors[name], mec="k",
+                    label=f"{name}: the tuned lr {t.best_lr:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=6)
