@@ -128,3 +128,21 @@ def final_loss_sweep(ax: Any, tuned: Mapping[str, Tuned], finals: Mapping[str, n
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=6)
+
+
+def settling_panels(ax_lr: Any, ax_final: Any, tuned: Mapping[str, Tuned],
+                    raw: Mapping[str, np.ndarray], colors: Mapping[str, str], steps: int,
+                    relative_target: float, lr_word: str = "lr") -> None:
+    """The two tuning panels of an experiment judged by steps to settle below
+    ``relative_target * f0``: steps to settle vs lr (the budget dashed) and the final loss
+    relative to the first vs lr (the target dashed). ``raw[name]`` is the loss, step first."""
+    lr_sweep(ax_lr, tuned, colors,
+             f"steps until f stays below {relative_target:.0e}".replace("e-0", "e-") + " f0")
+    ax_lr.axhline(steps + 1, color="0.5", ls="--", lw=0.8)
+    if lr_word != "lr":
+        ax_lr.set_xlabel(f"{lr_word} (log scale)")
+    ax_lr.set_title(f"steps to settle vs {lr_word} (dashed: budget {steps})", fontsize=10)
+    final_loss_sweep(ax_final, tuned, {n: np.log10(raw[n][-1] / raw[n][0]) for n in tuned},
+                     colors, "log10 final f / f0")
+    ax_final.axhline(np.log10(relative_target), color="k", ls="--", lw=1)
+    ax_final.set_title("final loss vs lr (dashed: target)", fontsize=10)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..spec import resolve
 from ._base import Table, new_figure
-from ._plots import band, final_loss_sweep, lr_sweep
+from ._plots import band, settling_panels
 from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
 )
@@ -99,11 +99,5 @@ def plot(raw, m: Measurement, cfg: Config):
     ax_loss.set_xlabel("optimizer step (full batch)")
     ax_loss.set_ylabel("log10 f / f0")
     ax_loss.legend(fontsize=7)
-    lr_sweep(ax_lr, m.tuned, COLORS, "steps until f stays below 1e-4 f0")
-    ax_lr.axhline(cfg.steps + 1, color="0.5", ls="--", lw=0.8)
-    ax_lr.set_title(f"steps to settle vs lr (dashed: budget {cfg.steps})", fontsize=10)
-    final_loss_sweep(ax_final, m.tuned, {n: np.log10(raw[n][-1] / raw[n][0]) for n in m.tuned},
-                     COLORS, "log10 final f / f0")
-    ax_final.axhline(np.log10(RELATIVE_TARGET), color="k", ls="--", lw=1)
-    ax_final.set_title("final loss vs lr (dashed: target)", fontsize=10)
+    settling_panels(ax_lr, ax_final, m.tuned, raw, COLORS, cfg.steps, RELATIVE_TARGET)
     return fig
