@@ -147,3 +147,50 @@ def test_tuning_flags_a_best_lr_on_the_grid_edge_and_counts_divergence_as_worst(
     # a plateau of equal scores (every lr converged to the floor) gives its middle
     t = tune([1e-3, 1e-2, 1e-1, 1.0], np.array([[-10.0], [-10.0], [-10.0], [0.0]]), "log loss")
     assert t.best_lr == 1e-2 and not t.best_lr_on_edge
+
+
+def test_diverged_crosses_sit_just_above_the_drawn_points_not_at_a_blown_up_seed():
+    """A seed that grew to 1e270 without overflowing made the crosses (and the axis) reach
+    270 decades, squashing every drawn lr into one line (heterogeneous-scales, 2026-12)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rmsprop.experiments._plots import final_loss_sweep
+    from rmsprop.experiments._protocol import tune
+
+    grid = (1e-3, 1e-2, 1e-1)
+    finals = np.array([[-3.0, -3.2], [-5.0, -5.1], [270.0, np.inf]])  # (lr, seed), log10
+    t = tune(grid, finals, "log10 final loss")
+    fig, ax = plt.subplots()
+    final_loss_sweep(ax, {"GD": t}, {"GD": finals}, {"GD": "tab:orange"})
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert len(crosses) == 1
+    assert crosses[0].get_ydata()[0] < 0  # just above -3, the highest point drawn
+    assert ax.get_ylim()[1] < 10
+    plt.close(fig)
+
+
+def test_an_early_transient_is_cut_from_the_axis_and_said_so():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rmsprop.experiments._plots import cut_early_transient
+
+    steps = np.linspace(0, 1, 200)
+    curve = np.stack([np.sin(6 * steps), np.cos(6 * steps)], 1)  # within [-1, 1]
+    curve[2] = [-100.0, 90.0]  # a spike in the first 5 % of steps
+    fig, ax = plt.subplots()
+    ax.plot(curve)
+    cut_early_transient(ax, [curve], (0.0,))
+    low, high = ax.get_ylim()
+    assert -1.5 < low < -0.9 and 0.9 < high < 1.5
+    assert any("axis cut" in text.get_text() and "-100" in text.get_text() for text in ax.texts)
+    fig2, ax2 = plt.subplots()  # no transient: the axis is left alone, nothing said
+    cut_early_transient(ax2, [curve[10:]], (0.0,))
+    assert not ax2.texts
+    plt.close(fig)
+    plt.close(fig2)

@@ -12,7 +12,8 @@ import numpy as np
 
 from ._protocol import Tuned
 
-__all__ = ["band", "lr_sweep", "final_loss_sweep", "flag_hidden", "t_band"]
+__all__ = ["band", "cut_early_transient", "lr_sweep", "final_loss_sweep", "flag_hidden",
+           "t_band"]
 
 
 def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,6 +62,26 @@ def flag_hidden(ax: Any, values: np.ndarray | None) -> None:
                 fontsize=7, color="tab:red", va="bottom")
 
 
+def cut_early_transient(ax: Any, curves: Sequence[np.ndarray], levels: Sequence[float],
+                        skip: float = 0.05) -> None:
+    """Where the first ``skip`` fraction of steps spans over 3x the range of the rest, fit the
+    y axis to ``curves`` (each (steps, seeds)) after them and to ``levels``, and say so on the
+    axes with the range the first steps reach (an early transient must not flatten the rest,
+    nor vanish unsaid)."""
+    steps = curves[0].shape[0]
+    after = np.concatenate([np.ravel(c[int(skip * steps):]) for c in curves] + [list(levels)])
+    every = np.concatenate([np.ravel(c) for c in curves] + [list(levels)])
+    after, every = after[np.isfinite(after)], every[np.isfinite(every)]
+    lo, hi = float(after.min()), float(after.max())
+    if every.max() - every.min() <= 3 * (hi - lo):  # the transient does not crowd the rest
+        return
+    pad = 0.08 * (hi - lo or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.text(0.01, 0.99, f"axis cut: seeds reach [{every.min():.3g}, {every.max():.3g}] in the "
+            f"first {skip:.0%} of steps", transform=ax.transAxes, fontsize=7,
+            color="tab:red", va="top")
+
+
 def lr_sweep(ax: Any, tuned: Mapping[str, Tuned], colors: Mapping[str, str], ylabel: str, *,
              log_y: bool = True) -> None:
     """The score against lr for every tuned optimizer: mean with 95 % error bars, the best lr
@@ -102,12 +123,15 @@ def final_loss_sweep(ax: Any, tuned: Mapping[str, Tuned], finals: Mapping[str, n
     with 95 % error bars; the lr the tuning chose is starred, diverged runs drawn as crosses."""
     from ._protocol import interval
 
-    finite_top = [np.nanmax(np.where(np.isfinite(v), v, np.nan)) for v in finals.values()
-                  if np.isfinite(v).any()]
-    top = max(finite_top) if finite_top else 1.0
+    figures = {name: [interval(row) for row in np.asarray(finals[name])] for name in tuned}
+    # Crosses go just above the drawn means and bars: a single seed that blew up to 1e270
+    # without overflowing must not squash the lrs that were drawn.
+    drawn = [max(f.mean, f.high if np.isfinite(f.high) else f.mean)
+             for figs in figures.values() for f in figs if np.isfinite(f.mean)]
+    top = max(drawn) if drawn else 1.0
     for name, t in tuned.items():
         lrs = np.array(t.lr_grid)
-        figs = [interval(row) for row in np.asarray(finals[name])]
+        figs = figures[name]
         mean = np.array([f.mean for f in figs])
         ok = np.isfinite(mean)
         low = np.array([f.low if np.isfinite(f.low) else f.mean for f in figs])
@@ -119,7 +143,7 @@ def final_loss_sweep(ax: Any, tuned: Mapping[str, Tuned], finals: Mapping[str, n
                     label=f"{name} (bars: 95% interval)")
         if (~ok).any():
             ax.plot(lrs[~ok], np.full((~ok).sum(), top + 1), "x", color=colors[name], ms=7,
-                    label=f"{name}: diverged (drawn at the top)")
+                    label=f"{name}: diverged in a seed (drawn at the top)")
         b = t.best_index
         if ok[b]:
             ax.plot([lrs[b]], [mean[b]], "*", ms=13, color=colors[name], mec="k",

@@ -18,7 +18,7 @@ import torch
 from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
-from ._plots import band, lr_sweep
+from ._plots import cut_early_transient, band, lr_sweep
 from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune
 
 DIM = 20
@@ -151,6 +151,8 @@ def plot(raw, m: Measurement, cfg: Config):
         ax_loss.set_title(f"{sname}: loss (noise-free part)", fontsize=10)
         ax_x.set_ylabel("flattest coordinate x_1 (h = 0.1)")
         ax_x.set_title(f"{sname}: tracking the optimum", fontsize=10)
+        cut_early_transient(ax_x, [raw[sname][o]["x_flat"][:, res[o]["tuned"].best_index, :]
+                                   for o in OPTIMIZERS], (C_BEFORE, C_AFTER))
         lr_sweep(ax_lr, {o: res[o]["tuned"] for o in OPTIMIZERS}, COLORS,
                  "log10 loss, last 10% of steps", log_y=False)
         ax_lr.set_title(f"{sname}: final loss vs lr", fontsize=10)

@@ -18,7 +18,8 @@ from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
 from ._plots import final_loss_sweep, lr_sweep
 from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
+    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps,
+    tune,
 )
 from .valley import hessian, quadratic, starts
 
@@ -41,7 +42,7 @@ SPEC = Spec(
         Criterion("window_gain_quadratic_decades", ">", 0.5,
                   "more than one grid spacing (1/3 decade) wider, so not a grid artefact"),
     ),
-    optimizers={"SGD": GRID, "RMSProp": GRID},
+    optimizers={f"{o}, {p}": GRID for p in ("rosenbrock", "quadratic") for o in ("SGD", "RMSProp")},
     n_seeds=5, quick_seeds=2, default_steps=3000, min_steps=200, quick_steps=1000,
     heavy=True,
 )
@@ -92,15 +93,16 @@ def measure(raw, cfg: Config) -> Measurement:
             windows[oname] = np.isfinite(settle).sum(0) * SPACING  # per seed
             t = tune(GRID, censored(settle, cfg.steps), f"steps to stay below {target:g}",
                      tiebreak=np.log10(np.abs(loss[-1]) + 1e-300))
-            if pname == "rosenbrock":
-                tuned[oname] = t
+            tuned[f"{oname}, {pname}"] = t
             data[pname][oname] = {"tuned": t, "window_decades": windows[oname]}
+            dip = first_dip(loss[:, t.best_index], target)
             rows.append([pname, oname, interval(windows[oname]).text(".2f"),
                          f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
-                         t.score_by_lr[t.best_index].text(".0f")])
+                         t.score_by_lr[t.best_index].text(".0f"),
+                         interval(censored(dip, cfg.steps)).text(".0f")])
         figures[f"window_gain_{pname}_decades"] = interval(windows["RMSProp"] - windows["SGD"])
     table = Table(["problem", "optimizer", "lr window that settles (decades)", "best lr",
-                   "steps to settle at best lr"], rows,
+                   "steps to settle at best lr", "first dip below the target"], rows,
                   title=f"lr windows on a common grid 1e-5..10 (3 per decade), budget {cfg.steps}")
     return Measurement(figures=figures, tuned=tuned, tables=[table], data={"results": data,
                                                                             "grid": GRID})

@@ -18,7 +18,7 @@ from ..spec import resolve
 from ._base import Table, new_figure
 from ._plots import band, settling_panels
 from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
+    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps, tune,
 )
 from ._spec_grid import quadratic_rows, run_lr_seed_rows
 from .forgiveness import SPEC as _FORGIVENESS
@@ -76,9 +76,11 @@ def measure(raw, cfg: Config) -> Measurement:
         rows.append([name, f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
                      interval(best[name]).text(".0f"),
                      f"{int(np.isfinite(settle[t.best_index]).sum())}/{len(cfg.seeds)}",
+                     interval(censored(first_dip(rel[:, t.best_index], RELATIVE_TARGET),
+                                       cfg.steps)).text(".0f"),
                      interval(np.log10(rel[-1, t.best_index])).text(".2f")])
     figures = {"gd_over_rmsprop_steps": interval(best["GD"] / best["RMSProp"])}
-    table = Table(["optimizer", "best lr", "steps to stay below 1e-4 f0", "seeds settled",
+    table = Table(["optimizer", "best lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
                    "log10 final f / f0"], rows,
                   title=f"least squares, input scales 10^-1.5..10^1.5, budget {cfg.steps} steps")
     return Measurement(figures=figures, tuned=tuned, tables=[table])

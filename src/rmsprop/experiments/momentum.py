@@ -17,7 +17,7 @@ from ._base import Table, new_figure
 from ._grid import run_grid
 from ._plots import band, settling_panels
 from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
+    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps, tune,
 )
 
 DIM = 20
@@ -84,7 +84,6 @@ def measure(raw, cfg: Config) -> Measurement:
     tuned, best, rows = {}, {}, []
     for vname in VARIANTS:
         loss = raw[vname]
-        target = RELATIVE_TARGET * loss[0]  # per (lr, seed): the same start for every lr
         settle = settle_steps((loss / loss[0]).reshape(loss.shape[0], -1),
                               RELATIVE_TARGET).reshape(loss.shape[1:])
         t = tune(SPEC.optimizers[vname], censored(settle, cfg.steps),
@@ -95,12 +94,13 @@ def measure(raw, cfg: Config) -> Measurement:
         rows.append([vname, f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
                      interval(best[vname]).text(".0f"),
                      f"{int(np.isfinite(settle[t.best_index]).sum())}/{len(cfg.seeds)}",
+                     interval(censored(first_dip(loss[:, t.best_index] / loss[0, t.best_index],
+                                                 RELATIVE_TARGET), cfg.steps)).text(".0f"),
                      interval(np.log10(loss[-1, t.best_index] / loss[0, t.best_index])).text(".2f")])
-        del target
     figures = {"plain_over_momentum_steps": interval(best["plain"] / best["momentum 0.9"]),
                "plain_over_nesterov_steps": interval(best["plain"] / best["Nesterov 0.9"]),
                "plain_over_centered_steps": interval(best["plain"] / best["centered"])}
-    table = Table(["variant", "best lr", "steps to stay below 1e-4 f0", "seeds settled",
+    table = Table(["variant", "best lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
                    "log10 final f / f0"], rows,
                   title=f"rotated quadratic, condition 1000, budget {cfg.steps} steps")
     notes = ["judged: momentum 0.9; Nesterov and centered are shown (ratios "

@@ -20,7 +20,7 @@ from ..spec import resolve
 from ._base import Table, new_figure
 from ._plots import band, settling_panels
 from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, interval, log_grid, settle_steps, tune,
+    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps, tune,
 )
 from ._spec_grid import quadratic_rows, run_lr_seed_rows, run_rows
 
@@ -101,13 +101,15 @@ def measure(raw, cfg: Config) -> Measurement:
         rows.append([name, f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
                      interval(best[name]).text(".0f"),
                      f"{int(np.isfinite(settle[t.best_index]).sum())}/{len(cfg.seeds)}",
+                     interval(censored(first_dip(rel[:, t.best_index], RELATIVE_TARGET),
+                                       cfg.steps)).text(".0f"),
                      interval(np.log10(rel[-1, t.best_index])).text(".2f")])
     names = list(FORMS)
     figures = {"torch_over_tf_steps": interval(best[names[1]] / best[names[0]])}
     # rounding differs (lr * sum vs sum of lr * ...) and condition 1000 amplifies it
     sanity = {"at a constant lr the two forms give the same trajectory (relative 1e-9)":
               raw["constant_lr_max_diff"] < 1e-9}
-    table = Table(["form", "best peak lr", "steps to stay below 1e-4 f0", "seeds settled",
+    table = Table(["form", "best peak lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
                    "log10 final f / f0"], rows,
                   title=f"rotated quadratic, condition 1000, warm-up + cosine, {cfg.steps} steps")
     return Measurement(figures=figures, tuned=tuned, sanity=sanity, tables=[table])
