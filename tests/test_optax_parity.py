@@ -8,34 +8,32 @@ rounding at every step.
 from __future__ import annotations
 
 import inspect
-import itertools
 
 import optax
 import pytest
 
 import rmsprop.optax as ro
 from optax_common import MATRIX_PROBLEM, PROBLEM, STEPS, max_error, run_pair, schedule_of
+from option_matrix import OPTAX, ill_conditioned
 
 pytestmark = pytest.mark.parity
 
 RTOL = 1e-5  # |ours - optax| / max(|optax|, 1), elementwise, at every step
 
-# (eps_in_sqrt, centered, momentum, nesterov, bias_correction, initial_scale)
-COMBOS = [
-    combo
-    for combo in itertools.product(
-        (True, False), (False, True), (None, 0.9), (False, True), (False, True), (0.0, 1.0)
-    )
-    if combo[3] is False or combo[2] is not None  # nesterov only with momentum
-]
 NAMES = ("eps_in_sqrt", "centered", "momentum", "nesterov", "bias_correction", "initial_scale")
+# optax.rmsprop's arguments (momentum None for none), the whole optax subset of the matrix.
+COMBOS = [
+    (o["eps_in_sqrt"], o["centered"], o["momentum"] or None, o["nesterov"], o["bias_correction"],
+     o["initial_accumulator_value"])
+    for o in OPTAX
+]
 
 
-def _decay(centered: bool, bias_correction: bool, initial_scale: float) -> float:
-    # The first step of this form divides by the root of g^2 - g^2 (+eps): exact only with a
-    # decay whose complement is a power of two (see optax_common); with 0.9 both sides would
-    # divide by rounding noise.
-    return 0.5 if centered and bias_correction and initial_scale == 0 else 0.9
+def _decay(args: dict) -> float:
+    # The first step of the ill-conditioned form divides by the root of g^2 - g^2 (+eps): exact
+    # only with a decay whose complement is a power of two (see optax_common); with 0.9 both
+    # sides would divide by rounding noise.
+    return 0.5 if ill_conditioned(args) else 0.9
 
 
 @pytest.mark.parametrize(
@@ -43,7 +41,7 @@ def _decay(centered: bool, bias_correction: bool, initial_scale: float) -> float
 )
 def test_matches_optax_rmsprop(combo):
     args = dict(zip(NAMES, combo))
-    args["decay"] = _decay(args["centered"], args["bias_correction"], args["initial_scale"])
+    args["decay"] = _decay(args)
     args["eps"] = 1e-6  # a size at which eps inside and outside the root both matter here
     lr = schedule_of(MATRIX_PROBLEM)
     ours, theirs = run_pair(

@@ -14,36 +14,28 @@ root of a negative number): there is no exact answer to agree on.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import numpy as np
 import pytest
 
 from parity_common import (
     IMPLS, PROBLEM, Problem, Trajectory, assert_detected, assert_parity, cancellation_problem,
-    combo_id, is_finite, require, run_ours,
+    is_finite, require, run_ours,
 )
+from option_matrix import OPTAX, combo_id, ill_conditioned, params
 
 pytestmark = pytest.mark.parity
 
 
-def _combos():
-    for (momentum, nesterov), centered, bias_correction, initial_scale, eps_in_sqrt in (
-        itertools.product(
-            ((0.0, False), (0.9, False), (0.9, True)), (False, True), (False, True),
-            (0.0, 1.0), (True, False),
-        )
-    ):
-        yield dict(momentum=momentum, nesterov=nesterov, centered=centered,
-                   bias_correction=bias_correction, initial_scale=initial_scale,
-                   eps_in_sqrt=eps_in_sqrt)
+def optax_options(options):
+    """Our options spelled as optax.rmsprop's keywords (v0 is its initial_scale)."""
+    return dict(momentum=options["momentum"], nesterov=options["nesterov"],
+                centered=options["centered"], bias_correction=options["bias_correction"],
+                initial_scale=options["initial_accumulator_value"],
+                eps_in_sqrt=options["eps_in_sqrt"])
 
 
-def degenerate(combo):
-    return combo["centered"] and combo["bias_correction"] and combo["initial_scale"] == 0.0
-
-
-COMBOS = [combo for combo in _combos() if not degenerate(combo)]
+COMBOS = [optax_options(options) for options in OPTAX if not ill_conditioned(options)]
 
 
 def ours_options(combo):
@@ -75,7 +67,7 @@ def run_optax(problem: Problem, momentum: float, nesterov: bool, centered: bool,
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_matches_optax(combo, impl):
     theirs = run_optax(PROBLEM, **combo)
     assert_parity(run_ours(PROBLEM, impl, "optax", **ours_options(combo)), theirs)

@@ -7,24 +7,20 @@ of the other parity tests, over 100 steps; torch's foreach matches our impl.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
 
 from parity_common import (
-    IMPLS, Trajectory, cancellation_problem, combo_id, is_finite, make_problem, run_ours,
+    IMPLS, Trajectory, cancellation_problem, is_finite, make_problem, run_ours,
     run_torch_optimizer,
 )
+from option_matrix import TORCH_OPTIONS, params
 
 pytestmark = pytest.mark.parity
 
 PROBLEM_100 = make_problem(seed=1, steps=100)
-COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w, maximize=x)
-    for m, c, w, x in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1), (False, True))
-]
+COMBOS = TORCH_OPTIONS  # momentum x centered x weight_decay x maximize
 
 
 def assert_identical(ours: Trajectory, theirs: Trajectory) -> None:
@@ -34,7 +30,7 @@ def assert_identical(ours: Trajectory, theirs: Trajectory) -> None:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_bit_identical_to_torch(combo, impl):
     theirs = run_torch_optimizer(
         PROBLEM_100,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import io
 
 import pytest
@@ -15,15 +14,12 @@ from torch.testing._internal.common_optimizers import (
 )
 
 import rmsprop.torch as rt
+from option_matrix import TORCH_OPTIONS, params
 
 pytestmark = pytest.mark.parity
 
-COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w, maximize=x, foreach=f)
-    for m, c, w, x, f in itertools.product(
-        (0.0, 0.9), (False, True), (0.0, 0.1), (False, True), (False, True)
-    )
-]
+# torch's options, each with its for-loop and its foreach implementation.
+COMBOS = [{**options, "foreach": foreach} for options in TORCH_OPTIONS for foreach in (False, True)]
 
 
 def make_model(seed=0):
@@ -63,7 +59,7 @@ def assert_same_state(opt_a, opt_b):
             assert torch.equal(sa[key], sb[key]), key
 
 
-@pytest.mark.parametrize("kwargs", COMBOS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("kwargs", params(COMBOS))
 def test_identical_to_torch_over_100_steps(kwargs):
     """Every combination of momentum, centered, weight_decay, maximize, foreach; an lr that
     changes every step through a scheduler; bit-identical parameters and state."""
@@ -79,18 +75,11 @@ def test_identical_to_torch_over_100_steps(kwargs):
     assert_same_state(runs[0][1], runs[1][1])
 
 
-DEFAULT_COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w, maximize=x)
-    for m, c, w, x in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1), (False, True))
-]
-
-
-def _combo_id(kwargs):
-    return "-".join(f"{a}={b}" for a, b in kwargs.items())
+DEFAULT_COMBOS = TORCH_OPTIONS
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("kwargs", DEFAULT_COMBOS, ids=_combo_id)
+@pytest.mark.parametrize("kwargs", params(DEFAULT_COMBOS))
 def test_default_is_bit_identical_to_torch(kwargs, dtype):
     """``RMSprop(params)`` with neither impl nor foreach (the drop-in as a user writes it):
     100 steps under a LambdaLR schedule, parameters and state bit-identical to
@@ -108,7 +97,7 @@ def test_default_is_bit_identical_to_torch(kwargs, dtype):
     assert_same_state(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("kwargs", DEFAULT_COMBOS, ids=_combo_id)
+@pytest.mark.parametrize("kwargs", params(DEFAULT_COMBOS))
 def test_fused_impl_matches_torch_to_float32_rounding(kwargs):
     """``impl="fused"`` (the fast path, as torch's ``fused=True``): 100 steps stay within
     float32 rounding of torch's default path (it does not round as torch's kernels do)."""
@@ -124,7 +113,7 @@ def test_fused_impl_matches_torch_to_float32_rounding(kwargs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", COMBOS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("kwargs", params(COMBOS))
 @pytest.mark.parametrize("direction", ["torch->ours", "ours->torch"])
 def test_state_dicts_load_both_ways(kwargs, direction):
     """Train 30 steps with one, save, load into the other, train 30 more: identical to 60
