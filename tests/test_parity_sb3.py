@@ -26,7 +26,7 @@ COMBOS = SB3  # momentum x centered x weight_decay
 def run_sb3(problem: Problem, **combo) -> Trajectory:
     module = require("stable_baselines3.common.sb2_compat.rmsprop_tf_like")
     return run_torch_optimizer(
-        problem, lambda params: module.RMSpropTFLike(params, lr=problem.lrs[0], **combo)
+        problem, lambda ps: module.RMSpropTFLike(ps, lr=problem.lrs[0], **combo)
     )
 
 

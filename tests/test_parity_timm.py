@@ -66,7 +66,7 @@ def ours_options(combo):
 def run_timm(problem: Problem, **combo) -> Trajectory:
     cls = rmsprop_tf_class()
     return run_torch_optimizer(
-        problem, lambda params: cls(params, lr=problem.lrs[0], foreach=False, **combo)
+        problem, lambda ps: cls(ps, lr=problem.lrs[0], foreach=False, **combo)
     )
 
 
