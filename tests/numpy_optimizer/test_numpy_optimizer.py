@@ -2,7 +2,7 @@
 
 The numbers are checked against ``exact_oracle`` (the spec's equations at 50 digits, sharing
 no code with ``rmsprop.update``, which this optimizer and ``rmsprop.reference`` both run) and
-against closed forms in tests/test_closed_forms.py; the bookkeeping tests below compare with
+against closed forms in tests/math/test_closed_forms.py; the bookkeeping tests below compare with
 the float64 reference bit for bit.
 """
 
