@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rmsprop import reference
-from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned
+from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params
 from rmsprop.testing import lr_schedule, mixed_gradients
 from rmsprop.torch import RMSprop
 
@@ -62,14 +62,18 @@ def assert_matches(spec, params, opt, expected, rtol, atol):
             )
 
 
+MATRIX_PROBLEM = make_problem(0, [(3, 4), (), (5,)], steps=6)
+
+
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-def test_every_option_combination_float64(impl):
-    """The whole option matrix, 6 steps with a changing lr: 1e-12 relative at float64."""
-    init, grads, lrs = make_problem(0, [(3, 4), (), (5,)], steps=6)
-    for spec in CONDITIONED_SPECS:
-        params, opt = run_ours(spec, init, grads, lrs, torch.float64, impl)
-        expected = run_reference(spec, init, grads, lrs, torch.float64)
-        assert_matches(spec, params, opt, expected, rtol=1e-12, atol=1e-14)
+@pytest.mark.parametrize("spec", params(CONDITIONED_SPECS))
+def test_every_option_combination_float64(spec, impl):
+    """The whole option matrix, one spec per test, 6 steps with a changing lr: 1e-12 relative
+    at float64."""
+    init, grads, lrs = MATRIX_PROBLEM
+    params, opt = run_ours(spec, init, grads, lrs, torch.float64, impl)
+    expected = run_reference(spec, init, grads, lrs, torch.float64)
+    assert_matches(spec, params, opt, expected, rtol=1e-12, atol=1e-14)
 
 
 shapes = st.lists(
