@@ -143,10 +143,6 @@ def assert_detected(ours: Trajectory, theirs: Trajectory, rtol: float = RTOL) ->
     assert err > 3 * rtol, f"a wrong option went unnoticed (max relative error {err:.3g})"
 
 
-def combo_id(combo: dict[str, Any]) -> str:
-    return "-".join(f"{key}={value}" for key, value in combo.items())
-
-
 def cancellation_problem(size: int = 1024, steps: int = 200) -> Problem:
     """A constant gradient per element (0.5 to 20): the centered variance v - gbar^2 decays
     like rho^t to 0 and is soon below the rounding of v, so rounding decides its sign. With

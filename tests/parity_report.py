@@ -2,7 +2,7 @@
 
     python tests/parity_report.py
 
-Runs the same cases as tests/test_parity_*.py and prints, per framework and impl, the largest
+Runs the same cases as tests/frameworks/test_parity_*.py and prints, per framework and impl, the largest
 elementwise relative error of the parameters over all steps and all cases.
 """
 
@@ -16,7 +16,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import triton  # noqa: E402,F401  (before TensorFlow: see tests/conftest.py)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent / "frameworks"))  # the parity tests
 
 import test_parity_keras as keras_tests  # noqa: E402
 import test_parity_optax as optax_tests  # noqa: E402

@@ -1,11 +1,19 @@
-"""rmsprop.torch.RMSprop against the real torch.optim.RMSprop: identical numbers and state."""
+"""rmsprop.torch.RMSprop against the real torch.optim.RMSprop: identical numbers and state.
+
+Two parts. The drop-in: the default class (and ``impl="fused"``) on a small MLP under a
+LambdaLR schedule, state dicts both ways, PyTorch's own test and error inputs, complex
+parameters, the signature, hooks and reloads. The flavour: ``flavor="pytorch"`` selected by
+name and fed the mixed-magnitude gradients and per-step learning rate of the other parity
+files (tests/parity_common.py), over 100 steps, loop and foreach; and the centered
+cancellation where torch returns NaN and ours stays finite.
+"""
 
 from __future__ import annotations
 
 import copy
-import itertools
 import io
 
+import numpy as np
 import pytest
 import torch
 from torch.testing._internal.common_optimizers import (
@@ -15,15 +23,16 @@ from torch.testing._internal.common_optimizers import (
 )
 
 import rmsprop.torch as rt
+from option_matrix import TORCH_OPTIONS, params
+from parity_common import (
+    IMPLS, Trajectory, cancellation_problem, is_finite, make_problem, run_ours,
+    run_torch_optimizer,
+)
 
 pytestmark = pytest.mark.parity
 
-COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w, maximize=x, foreach=f)
-    for m, c, w, x, f in itertools.product(
-        (0.0, 0.9), (False, True), (0.0, 0.1), (False, True), (False, True)
-    )
-]
+# torch's options, each with its for-loop and its foreach implementation.
+COMBOS = [{**options, "foreach": foreach} for options in TORCH_OPTIONS for foreach in (False, True)]
 
 
 def make_model(seed=0):
@@ -63,7 +72,7 @@ def assert_same_state(opt_a, opt_b):
             assert torch.equal(sa[key], sb[key]), key
 
 
-@pytest.mark.parametrize("kwargs", COMBOS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("kwargs", params(COMBOS))
 def test_identical_to_torch_over_100_steps(kwargs):
     """Every combination of momentum, centered, weight_decay, maximize, foreach; an lr that
     changes every step through a scheduler; bit-identical parameters and state."""
@@ -79,18 +88,11 @@ def test_identical_to_torch_over_100_steps(kwargs):
     assert_same_state(runs[0][1], runs[1][1])
 
 
-DEFAULT_COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w, maximize=x)
-    for m, c, w, x in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1), (False, True))
-]
-
-
-def _combo_id(kwargs):
-    return "-".join(f"{a}={b}" for a, b in kwargs.items())
+DEFAULT_COMBOS = TORCH_OPTIONS
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("kwargs", DEFAULT_COMBOS, ids=_combo_id)
+@pytest.mark.parametrize("kwargs", params(DEFAULT_COMBOS))
 def test_default_is_bit_identical_to_torch(kwargs, dtype):
     """``RMSprop(params)`` with neither impl nor foreach (the drop-in as a user writes it):
     100 steps under a LambdaLR schedule, parameters and state bit-identical to
@@ -108,7 +110,7 @@ def test_default_is_bit_identical_to_torch(kwargs, dtype):
     assert_same_state(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("kwargs", DEFAULT_COMBOS, ids=_combo_id)
+@pytest.mark.parametrize("kwargs", params(DEFAULT_COMBOS))
 def test_fused_impl_matches_torch_to_float32_rounding(kwargs):
     """``impl="fused"`` (the fast path, as torch's ``fused=True``): 100 steps stay within
     float32 rounding of torch's default path (it does not round as torch's kernels do)."""
@@ -124,7 +126,7 @@ def test_fused_impl_matches_torch_to_float32_rounding(kwargs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", COMBOS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("kwargs", params(COMBOS))
 @pytest.mark.parametrize("direction", ["torch->ours", "ours->torch"])
 def test_state_dicts_load_both_ways(kwargs, direction):
     """Train 30 steps with one, save, load into the other, train 30 more: identical to 60
@@ -310,3 +312,38 @@ def test_bf16_reload_with_the_default_continues_as_torch():
     for key in ("square_avg", "momentum_buffer"):
         assert resumed_opt.state[resumed][key].dtype == torch.bfloat16, key
         assert torch.equal(resumed_opt.state[resumed][key], reference_opt.state[reference][key])
+
+
+# -- flavor="pytorch" on the parity problem ---------------------------------------------
+
+PROBLEM_100 = make_problem(seed=1, steps=100)
+
+
+def assert_identical(ours: Trajectory, theirs: Trajectory) -> None:
+    for ours_step, theirs_step in zip(ours, theirs, strict=True):
+        for a, b in zip(ours_step, theirs_step, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("combo", params(TORCH_OPTIONS))
+def test_bit_identical_to_torch(combo, impl):
+    theirs = run_torch_optimizer(
+        PROBLEM_100,
+        lambda ps: torch.optim.RMSprop(
+            ps, lr=PROBLEM_100.lrs[0], foreach=impl == "foreach", **combo
+        ),
+    )
+    assert_identical(run_ours(PROBLEM_100, impl, "pytorch", **combo), theirs)
+
+
+def test_centered_cancellation():
+    """torch takes sqrt(v - gbar^2) unclamped and returns NaN on this input; ours clamps
+    v - gbar^2 at 0 and stays finite."""
+    problem = cancellation_problem()
+    theirs = run_torch_optimizer(
+        problem, lambda ps: torch.optim.RMSprop(ps, lr=1e-4, alpha=0.9, centered=True)
+    )
+    assert not is_finite(theirs)
+    for impl in IMPLS:
+        assert is_finite(run_ours(problem, impl, "pytorch", alpha=0.9, centered=True))

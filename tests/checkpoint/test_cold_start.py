@@ -1,7 +1,7 @@
 """The cold-start guard: warm_start, the automatic bias correction, and the experiment.
 
-``python tests/test_cold_start.py`` prints the experiment's table: train, save the parameters
-only, resume four ways (fresh state, the guard's re-estimation ``warm_start``, the automatic
+``python tests/checkpoint/test_cold_start.py`` prints the experiment's table: train, save the
+parameters only, resume four ways (fresh state, the guard's re-estimation ``warm_start``, the automatic
 guard, full state) and measure the largest parameter update and the loss spike of the first
 10 resumed steps.
 """
@@ -21,7 +21,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from checkpoint_common import one_thread  # noqa: F401 (an autouse fixture)
+if __name__ == "__main__":  # run as a script: the shared helpers are in tests/
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from checkpoint_common import one_thread  # noqa: E402,F401 (an autouse fixture)
 import rmsprop.checkpoint as ckpt
 from rmsprop.torch import NonFiniteGradientError, RMSprop
 from rmsprop.torch.warm_start import ColdStartWarning, _real, guard_horizon

@@ -1,7 +1,7 @@
 """The Triton kernel compiles for a real GPU (sm_90 PTX and cubin, no GPU needed), with the
 IEEE-rounded square root and division and without FMA contraction, for each storage format.
 
-The interpreter tests (tests/test_triton_interpreted.py) check the numbers; this checks that
+The interpreter tests (tests/kernels/test_triton_interpreted.py) check the numbers; this checks that
 the compiled path, which they do not run, builds. In a subprocess: the kernel module must be
 imported without ``TRITON_INTERPRET``.
 """

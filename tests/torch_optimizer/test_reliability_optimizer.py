@@ -18,7 +18,13 @@ from rmsprop.errors import StateDictError
 from rmsprop.torch import RMSprop
 from rmsprop.torch.warm_start import ColdStartWarning
 
-from reliability_common import deep_state_dict, snapshot
+if __name__ == "__main__":  # run as a script (docs/checkpoint.md): the helpers are in tests/
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reliability_common import deep_state_dict, snapshot  # noqa: E402
 
 
 def two_group_optimizer(**kwargs):
@@ -315,7 +321,7 @@ def test_item13_complex_weight_decay_loop_difference_is_documented(options, maxi
     assert torch.equal(ours_z, fe)
     assert torch.equal(torch.view_as_real(ours_z.detach()), ours_r.detach())
     assert not torch.equal(loop, fe)  # torch's own two paths disagree
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     differ = readme.split("### Where we differ from torch.optim.RMSprop, on purpose")[1]
     differ = differ.split("\n### ")[0]
     assert "weight_decay" in differ and "complex" in differ.lower() and "foreach=False" in differ

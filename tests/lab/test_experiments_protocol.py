@@ -16,7 +16,7 @@ from rmsprop.experiments._protocol import (
 )
 from rmsprop.experiments.untested import UNTESTED
 
-ARTICLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "rmsprop-article.txt"
+ARTICLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "rmsprop-article.txt"
 ARTICLE_ALT = Path("/work/shared/reference/rmsprop-article.txt")
 
 

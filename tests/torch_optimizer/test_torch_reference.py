@@ -9,20 +9,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rmsprop import reference
-from rmsprop.testing import lr_schedule, mixed_gradients, option_matrix
+from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params
+from rmsprop.testing import lr_schedule, mixed_gradients
 from rmsprop.torch import RMSprop
 
-ALL_SPECS = list(option_matrix())
-
-
-def well_conditioned(spec):
-    """Centered + bias correction from v0 = 0 is degenerate at t = 1: v^ - gbar^^2 = g^2 - g^2
-    is 0 in exact arithmetic, so the step is g/eps and the last bit of the cancellation decides
-    it. Those combinations are tested on their own below."""
-    return not (spec.centered and spec.bias_correction and spec.initial_accumulator_value == 0)
-
-
-CONDITIONED_SPECS = [spec for spec in ALL_SPECS if well_conditioned(spec)]
+# The ill-conditioned corner (option_matrix.ill_conditioned) is tested on its own below.
+CONDITIONED_SPECS = WELL_CONDITIONED
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -70,14 +62,18 @@ def assert_matches(spec, params, opt, expected, rtol, atol):
             )
 
 
+MATRIX_PROBLEM = make_problem(0, [(3, 4), (), (5,)], steps=6)
+
+
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-def test_every_option_combination_float64(impl):
-    """The whole option matrix, 6 steps with a changing lr: 1e-12 relative at float64."""
-    init, grads, lrs = make_problem(0, [(3, 4), (), (5,)], steps=6)
-    for spec in CONDITIONED_SPECS:
-        params, opt = run_ours(spec, init, grads, lrs, torch.float64, impl)
-        expected = run_reference(spec, init, grads, lrs, torch.float64)
-        assert_matches(spec, params, opt, expected, rtol=1e-12, atol=1e-14)
+@pytest.mark.parametrize("spec", params(CONDITIONED_SPECS))
+def test_every_option_combination_float64(spec, impl):
+    """The whole option matrix, one spec per test, 6 steps with a changing lr: 1e-12 relative
+    at float64."""
+    init, grads, lrs = MATRIX_PROBLEM
+    params, opt = run_ours(spec, init, grads, lrs, torch.float64, impl)
+    expected = run_reference(spec, init, grads, lrs, torch.float64)
+    assert_matches(spec, params, opt, expected, rtol=1e-12, atol=1e-14)
 
 
 shapes = st.lists(
@@ -141,7 +137,7 @@ def test_loop_and_foreach_are_bit_identical():
 def test_centered_bias_correction_first_step_is_eps_limited(impl):
     """From v0 = 0 the first centered, bias-corrected variance is 0 up to rounding, so the
     first update is lr*g/(sqrt(s) + eps) with 0 <= s <= a few ulp of g^2: close to lr*g/eps."""
-    spec = next(s for s in ALL_SPECS if not well_conditioned(s) and s.momentum == 0
+    spec = next(s for s in ALL_SPECS if ill_conditioned(s) and s.momentum == 0
                 and s.weight_decay == 0 and not s.maximize and not s.eps_in_sqrt)
     init, grads, lrs = make_problem(3, [(50,)], steps=1)
     params, _ = run_ours(spec, init, grads, lrs, torch.float64, impl)

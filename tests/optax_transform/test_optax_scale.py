@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-RTOL = 1e-5  # |ours - theirs| / max(|theirs|, 1), as tests/test_optax_parity.py
+RTOL = 1e-5  # |ours - theirs| / max(|theirs|, 1), as tests/frameworks/test_parity_optax.py
 # One step's output from the same state against optax's scaler: ours divides g/sqrt(v + eps),
 # optax multiplies g*rsqrt(v + eps) (or g*(1/(sqrt(v) + eps))); measured 2 ulp at most, 3 where
 # centering and bias correction cancel (decay 0.9, initial_scale 1).

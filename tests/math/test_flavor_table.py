@@ -13,7 +13,7 @@ from rmsprop.flavor_table import (
 )
 from rmsprop.spec import FLAVORS
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "flavors.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "flavors.md"
 REGENERATE = "python -m rmsprop.flavor_table > docs/flavors.md"
 
 

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 
 import numpy as np
 import pytest
 
 from parity_common import (
     IMPLS, PROBLEM, Problem, Trajectory, assert_detected, assert_parity, cancellation_problem,
-    combo_id, is_finite, require, run_ours,
+    is_finite, require, run_ours,
 )
+from option_matrix import TENSORFLOW, combo_id, params
 
 pytestmark = pytest.mark.parity
 
-COMBOS = [
-    dict(momentum=m, centered=c) for m, c in itertools.product((0.0, 0.9), (False, True))
-]
+COMBOS = TENSORFLOW  # momentum x centered
 
 
 @functools.cache
@@ -78,13 +76,13 @@ def run_tf1_optimizer(problem: Problem, momentum: float, centered: bool) -> Traj
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_matches_raw_ops(combo, impl):
     theirs = run_raw_ops(PROBLEM, **combo)
     assert_parity(run_ours(PROBLEM, impl, "tensorflow", **combo), theirs)
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_matches_tf1_optimizer_class(combo):
     theirs = run_tf1_optimizer(PROBLEM, **combo)
     assert_parity(run_ours(PROBLEM, "foreach", "tensorflow", **combo), theirs)

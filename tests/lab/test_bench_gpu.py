@@ -16,7 +16,7 @@ import torch
 from rmsprop.benchmark import gpu, step_time
 
 HEADER = "| layout | options | contender | ms/step | p25-p75 ms | GB/s | of copy | note |"
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.sh"
 
 
 def _fixed(contenders, warmup, repeats, device):

@@ -44,7 +44,7 @@ from rmsprop.torch import RMSprop
 
 pytestmark = pytest.mark.distributed
 
-WORKER = Path(__file__).with_name("distributed_common.py")
+WORKER = Path(__file__).resolve().parents[1] / "distributed_common.py"
 TIMEOUT_S = 300
 
 

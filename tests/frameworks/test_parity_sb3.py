@@ -8,33 +8,30 @@ eps sits inside the root and the accumulator starts at 1, as in TF1.
 from __future__ import annotations
 
 import functools
-import itertools
 
 import pytest
 
 from parity_common import (
     IMPLS, PROBLEM, Problem, Trajectory, assert_detected, assert_parity, cancellation_problem,
-    combo_id, is_finite, require, run_ours, run_torch_optimizer,
+    is_finite, require, run_ours, run_torch_optimizer,
 )
+from option_matrix import SB3, combo_id, params
 
 pytestmark = pytest.mark.parity
 
-COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w)
-    for m, c, w in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1))
-]
+COMBOS = SB3  # momentum x centered x weight_decay
 
 
 @functools.cache
 def run_sb3(problem: Problem, **combo) -> Trajectory:
     module = require("stable_baselines3.common.sb2_compat.rmsprop_tf_like")
     return run_torch_optimizer(
-        problem, lambda params: module.RMSpropTFLike(params, lr=problem.lrs[0], **combo)
+        problem, lambda ps: module.RMSpropTFLike(ps, lr=problem.lrs[0], **combo)
     )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_matches_sb3(combo, impl):
     theirs = run_sb3(PROBLEM, **combo)
     assert_parity(run_ours(PROBLEM, impl, "sb3", **combo), theirs)

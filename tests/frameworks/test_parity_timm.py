@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import itertools
 import os
 import sys
 import types
@@ -24,23 +23,23 @@ import pytest
 
 from parity_common import (
     IMPLS, PROBLEM, Problem, Trajectory, assert_detected, assert_parity, cancellation_problem,
-    combo_id, is_finite, run_ours, run_torch_optimizer,
+    is_finite, run_ours, run_torch_optimizer,
 )
+from option_matrix import TIMM, combo_id, params
 
 pytestmark = pytest.mark.parity
 
 
-def _combos():
-    decays = ((0.0, False), (0.1, False), (0.1, True))
-    for momentum, centered, (weight_decay, decoupled) in itertools.product(
-        (0.0, 0.9), (False, True), decays
-    ):
-        for lr_in_momentum in ((True, False) if momentum else (True,)):
-            yield dict(momentum=momentum, centered=centered, weight_decay=weight_decay,
-                       decoupled_decay=decoupled, lr_in_momentum=lr_in_momentum)
+def timm_options(options):
+    """Our options spelled as RMSpropTF's keywords; without momentum, lr_in_momentum is
+    timm's default (True: it means nothing there)."""
+    return dict(momentum=options["momentum"], centered=options["centered"],
+                weight_decay=options["weight_decay"],
+                decoupled_decay=options["decoupled_weight_decay"],
+                lr_in_momentum=options["lr_in_momentum"] or not options["momentum"])
 
 
-COMBOS = list(_combos())
+COMBOS = [timm_options(options) for options in TIMM]
 
 
 @functools.cache
@@ -67,12 +66,12 @@ def ours_options(combo):
 def run_timm(problem: Problem, **combo) -> Trajectory:
     cls = rmsprop_tf_class()
     return run_torch_optimizer(
-        problem, lambda params: cls(params, lr=problem.lrs[0], foreach=False, **combo)
+        problem, lambda ps: cls(ps, lr=problem.lrs[0], foreach=False, **combo)
     )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_matches_timm(combo, impl):
     theirs = run_timm(PROBLEM, **combo)
     assert_parity(run_ours(PROBLEM, impl, "timm", **ours_options(combo)), theirs)

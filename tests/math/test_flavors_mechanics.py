@@ -1,7 +1,7 @@
 """How flavours are applied: presets as defaults, explicit arguments win, clear errors, groups.
 
 The numbers each flavour produces are checked against the frameworks in
-tests/test_parity_*.py and against the papers in tests/test_flavors_published.py.
+tests/frameworks/test_parity_*.py and against the papers in tests/math/test_flavors_published.py.
 """
 
 from __future__ import annotations

@@ -10,22 +10,19 @@ TensorFlow).
 from __future__ import annotations
 
 import functools
-import itertools
 
 import numpy as np
 import pytest
 
 from parity_common import (
     IMPLS, PROBLEM, Problem, Trajectory, assert_detected, assert_parity, cancellation_problem,
-    combo_id, is_finite, require, run_ours,
+    is_finite, require, run_ours,
 )
+from option_matrix import KERAS, combo_id, params
 
 pytestmark = pytest.mark.parity
 
-COMBOS = [
-    dict(momentum=m, centered=c, weight_decay=w)
-    for m, c, w in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1))
-]
+COMBOS = KERAS  # momentum x centered x weight_decay
 
 
 @functools.cache
@@ -46,7 +43,7 @@ def run_keras(problem: Problem, momentum: float, centered: bool, weight_decay: f
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
+@pytest.mark.parametrize("combo", params(COMBOS))
 def test_matches_keras(combo, impl):
     theirs = run_keras(PROBLEM, **combo)
     assert_parity(run_ours(PROBLEM, impl, "keras", **combo), theirs)

@@ -49,7 +49,7 @@ def _run(cls, kwargs, init, grads):
 def test_torch_inputs_give_torchs_numbers(optim_input, dtype):
     """Every input of torch's RMSprop OptimizerInfo as torch's tests build them on CPU (each
     with differentiable=False and =True; torch adds foreach only where its foreach kernels
-    run, test_torch_parity covers it), our class left to its default impl: 10 steps,
+    run, test_parity_torch covers it), our class left to its default impl: 10 steps,
     parameters and state bit-identical to torch's."""
     gen = torch.Generator().manual_seed(0)
     init = [torch.randn(5, 4, generator=gen, dtype=dtype), torch.randn(3, generator=gen,
