@@ -116,10 +116,17 @@ def _decode(code, scale, SIGNED: tl.constexpr, M: tl.constexpr, NORMAL_BITS: tl.
 
 
 @triton.jit
+def _umax(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
 def _top_bits(values, mask):
-    """Per row, the largest ``|x|`` bit pattern of the values under ``mask``."""
+    """Per row, the largest ``|x|`` bit pattern of the values under ``mask``. (``tl.reduce``
+    with a combine function of ours, not ``tl.max``: that is a ``@triton.jit`` helper, which
+    the interpreter cannot call if Triton was imported before ``TRITON_INTERPRET`` was set.)"""
     bits = values.to(tl.uint32, bitcast=True) & _ABS_MASK
-    return tl.max(tl.where(mask, bits, 0).to(tl.uint32), axis=1)
+    return tl.reduce(tl.where(mask, bits, 0).to(tl.uint32), 1, _umax)
 
 
 @triton.jit
