@@ -120,13 +120,17 @@ def _umax(a, b):
     return tl.maximum(a, b)
 
 
+# The combine function of tl.max, which Triton's interpreter runs as one NumPy max (any other
+# runs per element, in Python); tl.max itself is a @triton.jit helper, which the interpreter
+# cannot call if Triton was imported before TRITON_INTERPRET was set.
+_MAX_COMBINE = getattr(getattr(tl, "standard", None), "_elementwise_max", _umax)
+
+
 @triton.jit
 def _top_bits(values, mask):
-    """Per row, the largest ``|x|`` bit pattern of the values under ``mask``. (``tl.reduce``
-    with a combine function of ours, not ``tl.max``: that is a ``@triton.jit`` helper, which
-    the interpreter cannot call if Triton was imported before ``TRITON_INTERPRET`` was set.)"""
+    """Per row, the largest ``|x|`` bit pattern of the values under ``mask``."""
     bits = values.to(tl.uint32, bitcast=True) & _ABS_MASK
-    return tl.reduce(tl.where(mask, bits, 0).to(tl.uint32), 1, _umax)
+    return tl.reduce(tl.where(mask, bits, 0).to(tl.uint32), 1, _MAX_COMBINE)
 
 
 @triton.jit
