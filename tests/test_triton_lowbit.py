@@ -252,3 +252,26 @@ def test_the_gpu_suite_times_the_triton_8bit_kernel(lowbit, monkeypatch):
     # theta, g (12 bytes) and two 8-bit state tensors (1 byte + a scale per 256) read, written
     assert row["bytes"] == 12 * 2000 + 2 * 2 * (1000 + 4 * 4) * 2
     assert calls  # (the step that built the state)
+
+
+def test_centered_variance_rounded_below_zero_is_stored_as_zero(lowbit):
+    """Centered state, variance 0 and a gradient equal to the stored gbar: mathematically the
+    new variance ``v - gbar**2`` is 0, rounding makes it slightly negative for some elements,
+    and both kernels store 0 there (the same codes)."""
+    from rmsprop.spec import RMSpropSpec
+    from rmsprop.torch.kernels.fused_lowbit import step_lowbit
+    from rmsprop.torch.quantized import QuantizedTensor, FORMAT_OF
+
+    spec = RMSpropSpec(centered=True, alpha=0.9)
+    n = 4 * 256
+    gbar = QuantizedTensor.quantize(gradients((n,), 3), FORMAT_OF["grad_avg"], stochastic=False)
+    results = []
+    for step in (step_lowbit, lowbit.step_lowbit_triton):
+        param = torch.zeros(n)
+        stored = [{"square_avg": (torch.zeros(n, dtype=torch.uint8), torch.ones(4)),
+                   "grad_avg": (gbar.codes.clone(), gbar.scale.clone())}]
+        step([param], [gbar.dequantize()], stored, spec, 0.01, [1], [0], "8bit")
+        results.append(stored[0])
+    for key in ("square_avg", "grad_avg"):
+        assert torch.equal(results[0][key][0], results[1][key][0])
+        assert torch.equal(results[0][key][1], results[1][key][1])
