@@ -67,7 +67,11 @@ _FLOAT32_MAX: tl.constexpr = tl.constexpr(float(np.finfo(np.float32).max))
 _PARAM_TYPE = {torch.float32: tl.float32, torch.bfloat16: tl.uint16, torch.float16: tl.float16}
 # Rows of the address table, as fused_lowbit's: param, grad, then codes (or bfloat16 bits)
 # and scales per state key in the order of STATE_KEYS.
-_PARAM, _GRAD, _CODES, _SCALES = 0, 1, 2, 6
+_PARAM: tl.constexpr = tl.constexpr(0)
+_GRAD: tl.constexpr = tl.constexpr(1)
+_CODES: tl.constexpr = tl.constexpr(2)
+_SCALES: tl.constexpr = tl.constexpr(6)
+_ROWS_OF_TABLE = 10
 
 
 def _format_constants(fmt: CodeFormat) -> dict[str, Any]:
@@ -341,20 +345,20 @@ def step_lowbit_triton(
     flags = flags_of(spec)
     present = (True, flags.amsgrad, flags.centered, flags.momentum)
     n = len(params)
-    addresses = np.zeros((_SCALES + 4, n), dtype=np.int64)
+    addresses = np.zeros((_ROWS_OF_TABLE, n), dtype=np.int64)
     seeds = np.zeros((4, n), dtype=np.int64)  # uint32 values; the kernel truncates
     for t, (p, g, state) in enumerate(zip(params, grads, stored)):
-        addresses[_PARAM, t] = p.data_ptr()
-        addresses[_GRAD, t] = g.data_ptr()
+        addresses[_PARAM.value, t] = p.data_ptr()
+        addresses[_GRAD.value, t] = g.data_ptr()
         for row, key in enumerate(STATE_KEYS):
             if not present[row]:
                 continue
             if storage == "8bit":
                 codes, scale = state[key]
-                addresses[_CODES + row, t] = codes.data_ptr()
-                addresses[_SCALES + row, t] = scale.data_ptr()
+                addresses[_CODES.value + row, t] = codes.data_ptr()
+                addresses[_SCALES.value + row, t] = scale.data_ptr()
             else:
-                addresses[_CODES + row, t] = state[key].data_ptr()
+                addresses[_CODES.value + row, t] = state[key].data_ptr()
             seeds[row, t] = seed_of(salts[t], steps[t], row)
     numels = np.array([p.numel() for p in params], dtype=np.int64)
     hyper, corrections = scalars_of(spec, lr, steps, n, np.float32)
