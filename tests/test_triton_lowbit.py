@@ -275,3 +275,29 @@ def test_centered_variance_rounded_below_zero_is_stored_as_zero(lowbit):
     for key in ("square_avg", "grad_avg"):
         assert torch.equal(results[0][key][0], results[1][key][0])
         assert torch.equal(results[0][key][1], results[1][key][1])
+
+
+def test_a_nonfinite_gradient_makes_the_same_nan_blocks():
+    """nonfinite="propagate": a NaN and an inf gradient make their blocks' scales NaN in both
+    kernels, and every other block is the same bit for bit. This is the bound the module
+    documents for a GPU, whose NaNs carry another payload: codes inside a NaN block may
+    differ, what they decode to (NaN) may not."""
+    options = {"lr": 0.01, "momentum": 0.9, "centered": True, "nonfinite": "propagate"}
+    results = []
+    for impl in ("fused", "triton"):
+        params = make_params(shapes=[(4 * 256,)])
+        opt = run(impl, params, options, range(1), state_precision="8bit", min_8bit_size=0)
+        g = gradients((4 * 256,), 1)
+        g[3], g[600] = float("nan"), float("inf")
+        params[0].grad = g
+        opt.step()
+        results.append((params[0].detach(), opt.state[params[0]]))
+    (pf, sf), (pt, st) = results
+    assert torch.equal(pf.isnan(), pt.isnan()) and torch.equal(pf.nan_to_num(), pt.nan_to_num())
+    for name in ("variance", "grad_avg", "momentum_buffer"):
+        scale_f, scale_t = sf[name + ".block_scale"], st[name + ".block_scale"]
+        assert scale_f.isnan().tolist() == scale_t.isnan().tolist() == [True, False, True, False]
+        finite = ~scale_f.isnan()
+        assert torch.equal(scale_f[finite], scale_t[finite])
+        codes_f, codes_t = sf[name + ".codes"].view(4, 256), st[name + ".codes"].view(4, 256)
+        assert torch.equal(codes_f[finite], codes_t[finite])

@@ -28,7 +28,7 @@ codes and their block scales; step counters and bitsandbytes' 256-entry code map
 Writes ``gpu_step_time.json`` (every number, the GPU's name, the versions) and
 ``gpu_step_time.md`` (one table) into ``--out``. ``--device cpu --quick`` runs the same suite
 on CPU at a thousandth of the size and at most 16 tensors a layout: a dry run of everything
-but the GPU. A time budget
+but the GPU (the two Triton rows run there only under ``TRITON_INTERPRET=1``). A time budget
 (``--budget-s``) skips the cases left when it is spent, so that the suite stays under the
 8 minutes it is given; skipped cases are listed.
 
