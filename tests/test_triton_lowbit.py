@@ -82,7 +82,8 @@ def assert_same(a: RMSprop, b: RMSprop, pa, pb) -> None:
         for key in sa:
             u, w = sa[key], sb[key]
             assert u.dtype == w.dtype and u.shape == w.shape, key
-            assert torch.equal(u.reshape(-1).view(torch.uint8), w.reshape(-1).view(torch.uint8)), key
+            assert torch.equal(u.reshape(-1).view(torch.uint8),
+                               w.reshape(-1).view(torch.uint8)), key
 
 
 OPTIONS = {
@@ -225,7 +226,7 @@ def test_refusals_name_the_kernel_and_what_is_missing(monkeypatch):
     RMSprop([p], impl="fused", state_precision="8bit")  # numba is there
     monkeypatch.undo()
     meta = torch.nn.Parameter(torch.zeros(3, device="meta"))
-    with pytest.raises(ValueError, match="CPU tensors .* or CUDA tensors .*got a parameter on meta"):
+    with pytest.raises(ValueError, match="CPU tensors .* or CUDA tensors .*a parameter on meta"):
         RMSprop([meta], state_precision="8bit")
     monkeypatch.delenv("TRITON_INTERPRET")
     with pytest.raises(ValueError, match="state_precision='bf16': impl='triton' runs on CUDA"):
@@ -301,3 +302,22 @@ def test_a_nonfinite_gradient_makes_the_same_nan_blocks():
         assert torch.equal(scale_f[finite], scale_t[finite])
         codes_f, codes_t = sf[name + ".codes"].view(4, 256), st[name + ".codes"].view(4, 256)
         assert torch.equal(codes_f[finite], codes_t[finite])
+
+
+def test_the_gpu_kernel_needs_no_numba():
+    """A GPU machine with Triton and without numba runs 8-bit state: the Triton lean kernel
+    and the refusal checks import nothing of numba (shown with numba made unimportable)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import torch\n"
+            "from rmsprop.torch.kernels import triton_lowbit\n"
+            "from rmsprop.torch import RMSprop\n"
+            "p = torch.nn.Parameter(torch.zeros(3))\n"
+            "RMSprop([p], impl='triton', state_precision='8bit')\n"
+            "assert 'numba' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

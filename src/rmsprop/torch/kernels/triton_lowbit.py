@@ -45,9 +45,8 @@ from torch import Tensor
 
 from ...element import Flags, Hyper
 from ...spec import RMSpropSpec
-from ..codes import BLOCK, SIGNED, UNSIGNED, CodeFormat
+from ..codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
 from .flat import chunk_table, flags_of, scalars_of
-from .fused_lowbit import STATE_KEYS, seed_of
 from .triton_kernel import rmsprop_element
 
 __all__ = ["ROWS", "hash32", "step_lowbit_triton"]
@@ -55,7 +54,8 @@ __all__ = ["ROWS", "hash32", "step_lowbit_triton"]
 ROWS = 8
 """Quantization blocks per program (2048 elements)."""
 
-# Wellons' lowbias32 and the Weyl increment, as fused_lowbit.hash32 (a test compares them)
+# Wellons' lowbias32 and the Weyl increment, fused_lowbit.hash32's (tests/test_triton_lowbit.py
+# compares the codes of both kernels under stochastic rounding, which draws from these)
 _GOLDEN: tl.constexpr = tl.constexpr(0x9E3779B9)
 _MIX1: tl.constexpr = tl.constexpr(0x7FEB352D)
 _MIX2: tl.constexpr = tl.constexpr(0x846CA68B)
