@@ -8,7 +8,8 @@ does, the median time of ``optimizer.step()`` for:
 * ``torch-fused``: ``torch.optim.RMSprop(fused=True)``, where torch has it (torch 2.13's
   RMSprop has no ``fused`` argument: the row says so);
 * ``rmsprop-triton``: ``rmsprop.torch.RMSprop(impl="triton")``, float32 state;
-* ``rmsprop-8bit``: ``rmsprop.torch.RMSprop(state_precision="8bit")``;
+* ``rmsprop-8bit``: ``rmsprop.torch.RMSprop(impl="triton", state_precision="8bit")``, the
+  Triton kernel of 8-bit state (:mod:`rmsprop.torch.kernels.triton_lowbit`);
 * ``bnb-8bit``: ``bitsandbytes.optim.RMSprop8bit`` (it ignores ``momentum``: marked);
 
 both 8-bit optimizers with ``min_8bit_size=0``, so that the 4000-element tensors of 4000 x 4k
@@ -27,7 +28,7 @@ codes and their block scales; step counters and bitsandbytes' 256-entry code map
 Writes ``gpu_step_time.json`` (every number, the GPU's name, the versions) and
 ``gpu_step_time.md`` (one table) into ``--out``. ``--device cpu --quick`` runs the same suite
 on CPU at a thousandth of the size and at most 16 tensors a layout: a dry run of everything
-but the GPU. A time budget
+but the GPU (the two Triton rows run there only under ``TRITON_INTERPRET=1``). A time budget
 (``--budget-s``) skips the cases left when it is spent, so that the suite stays under the
 8 minutes it is given; skipped cases are listed.
 
@@ -91,7 +92,7 @@ def _optimizer(name: str, params: list[torch.nn.Parameter], options: dict[str, A
         from rmsprop.torch import RMSprop
 
         extra = {"impl": "triton"} if name == "rmsprop-triton" else {
-            "state_precision": "8bit", "min_8bit_size": 0}
+            "impl": "triton", "state_precision": "8bit", "min_8bit_size": 0}
         return RMSprop(params, lr=_LR, **extra, **options)
     if name == "bnb-8bit":
         try:

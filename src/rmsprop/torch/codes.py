@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BLOCK", "CodeFormat", "UNSIGNED", "SIGNED", "FORMAT_OF"]
+__all__ = ["BLOCK", "CodeFormat", "UNSIGNED", "SIGNED", "FORMAT_OF", "STATE_KEYS", "seed_of"]
 
 BLOCK = 256
 """Elements per quantization block (one float32 scale each)."""
@@ -93,3 +93,20 @@ FORMAT_OF: dict[str, CodeFormat] = {
     "momentum_buffer": SIGNED,
 }
 """The code format of each stored state tensor."""
+
+STATE_KEYS = ("square_avg", "max_square_avg", "grad_avg", "momentum_buffer")
+"""The state tensors in the order of their random streams (``stream`` of :func:`seed_of`) and
+of the rows of the lean kernels' address tables."""
+
+
+def seed_of(salt: int, step: int, stream: int) -> int:
+    """The 32-bit seed of one state tensor (``stream``) of one parameter at one step
+    (splitmix64 of the three numbers): the stochastic rounding of a lean state tensor draws
+    from it (:mod:`rmsprop.torch.kernels.fused_lowbit`, ``triton_lowbit``), so that both
+    kernels round alike."""
+    mask = (1 << 64) - 1
+    z = (salt * 0x9E3779B97F4A7C15 + step * 0xD1B54A32D192ED03 + stream * 0x8CB92BA72F3D8DD7)
+    z &= mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) & 0xFFFFFFFF

@@ -3,9 +3,11 @@
 :class:`rmsprop.torch.RMSprop` keeps two more group keys, ``state_precision`` (``"fp32"``,
 ``"bf16"`` or ``"8bit"``) and ``min_8bit_size``, and hands the parameters of a lean group to
 :func:`step`, which creates their state in the group's storage (see
-:mod:`rmsprop.torch.quantized`) and runs the fused kernel that decodes and encodes it
-(:mod:`rmsprop.torch.kernels.fused_lowbit`). Parameters that keep full-precision state (those
-under ``min_8bit_size`` in an 8-bit group) go back to the ordinary path.
+:mod:`rmsprop.torch.quantized`) and runs the kernel that decodes and encodes it: the numba
+kernel on CPU tensors (:mod:`rmsprop.torch.kernels.fused_lowbit`), the Triton kernel on CUDA
+tensors (:mod:`rmsprop.torch.kernels.triton_lowbit`, same format and random bits: a state dict
+moves between them); :func:`kernel_of` says which. Parameters that keep full-precision state
+(those under ``min_8bit_size`` in an 8-bit group) go back to the ordinary path.
 
 Loading a state dict (:func:`loading`) keeps the optimizer's own ``state_precision`` and
 ``min_8bit_size`` (they choose how state is stored, not what the update computes) and converts
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from ..spec import RMSpropSpec
 from ..update import state_keys
-from .kernels.capabilities import missing_package, state_dtype
+from .kernels.capabilities import state_dtype, unsupported
 from .kernels.tensors import step_dtype
 from .quantized import (
     CODES_SUFFIX,
@@ -42,11 +44,20 @@ from .quantized import (
     upgrade_legacy_scales,
 )
 
-__all__ = ["check_storage", "check_params", "check_state", "own_settings", "step", "loading",
-           "upgraded", "LEAN_DTYPES"]
+__all__ = ["check_storage", "check_params", "check_state", "kernel_of", "own_settings", "step",
+           "loading", "upgraded", "LEAN_DTYPES"]
 
 LEAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.complex64)
 """Parameter dtypes the lean-state kernel updates (the update is computed in float32)."""
+
+
+def kernel_of(impl: str, p: Tensor) -> str:
+    """The kernel that updates ``p``'s lean state under the group's ``impl``: ``"fused"``
+    (numba, CPU tensors) or ``"triton"`` (CUDA tensors; CPU ones under ``TRITON_INTERPRET=1``
+    with ``impl="triton"``); ``impl="auto"`` picks by ``p``'s device."""
+    if impl == "auto":
+        return "triton" if p.is_cuda else "fused"
+    return impl
 
 
 def check_storage(group: dict[str, Any]) -> None:
@@ -55,40 +66,44 @@ def check_storage(group: dict[str, Any]) -> None:
     check_min_8bit_size(group["min_8bit_size"])
     if precision == "fp32":
         return
-    if group["impl"] not in ("auto", "fused") or group.get("foreach") is not None:
+    if group["impl"] not in ("auto", "fused", "triton") or group.get("foreach") is not None:
         raise ValueError(
-            f"state_precision={precision!r} needs impl='fused' or impl='auto' (the state is "
-            f"decoded and encoded inside the fused CPU kernel), got impl={group['impl']!r}"
+            f"state_precision={precision!r} needs impl='fused', impl='triton' or impl='auto' "
+            f"(the state is decoded and encoded inside the fused CPU kernel or the Triton GPU "
+            f"kernel), got impl={group['impl']!r}"
             + (f", foreach={group['foreach']}" if group.get("foreach") is not None else "")
         )
-    why = missing_package("fused")
-    if why:
-        raise ValueError(f"state_precision={precision!r}: {why}")
     check_params(group, precision)
 
 
 def check_params(group: dict[str, Any], precision: str) -> None:
-    """The group's parameters are ones the lean kernel can update (CPU, a supported dtype)."""
+    """The group's parameters are ones a lean kernel can update under the group's ``impl``
+    (a supported dtype; CPU tensors and numba for the fused kernel, CUDA tensors and Triton
+    for the Triton kernel)."""
+    impl = group.get("impl", "auto")
     for p in group["params"]:
         if not isinstance(p, Tensor):
             continue  # a loaded group's parameter ids
-        if p.device.type != "cpu":
+        if impl == "auto" and not (p.is_cpu or p.is_cuda):
             raise ValueError(
-                f"state_precision={precision!r} runs on CPU tensors (the fused numba kernel), "
-                f"got a parameter on {p.device}"
+                f"state_precision={precision!r} runs on CPU tensors (the fused numba kernel) "
+                f"or CUDA tensors (the Triton kernel), got a parameter on {p.device}"
             )
         if p.dtype not in LEAN_DTYPES:
             raise ValueError(
                 f"state_precision={precision!r} supports float32, bfloat16, float16 and "
                 f"complex64 parameters, got {p.dtype}"
             )
+        why = unsupported(kernel_of(impl, p), [p])  # device, or the package missing
+        if why:
+            raise ValueError(f"state_precision={precision!r}: {why}")
 
 
 def check_state(optimizer: Any, group: dict[str, Any], params: list[Tensor]) -> None:
     """Before a step changes anything: ``params`` (those of ``group`` with a gradient) are
     ones the lean kernel can update and their state has the storage's shapes (a state dict
     loaded for other parameters, say), so that a refused step leaves every group as it was."""
-    check_params({"params": params}, group["state_precision"])
+    check_params({"params": params, "impl": group["impl"]}, group["state_precision"])
     for p in params:
         problem = storage_problem(optimizer.state.get(p, {}), p)
         if problem:
@@ -117,14 +132,12 @@ def step(
     Returns the parameters that keep full-precision state, for the ordinary path. The caller
     has run :func:`check_state` on ``params`` before any group was stepped.
     """
-    from .kernels.fused_lowbit import step_lowbit
-
     precision = group["state_precision"]
     salt_of = {id(p): i for i, p in enumerate(
         itertools.chain.from_iterable(g["params"] for g in optimizer.param_groups))}
     keys = state_keys(spec)
     group_keys = state_keys(optimizer.spec_of(group))
-    batches: dict[tuple[str, torch.dtype], list[Tensor]] = {}
+    batches: dict[tuple[str, torch.dtype, torch.device, str], list[Tensor]] = {}
     full = []
     for p in params:
         storage = storage_of(p, precision, group["min_8bit_size"])
@@ -137,9 +150,10 @@ def step(
         convert(state, p, storage, spec.centered)  # state loaded or made in another storage
         # every tensor the group's options need (a guarded batch steps with fewer)
         create(state, p, group_keys, spec.initial_accumulator_value, storage, spec.centered)
-        batches.setdefault((storage, real_view(p).dtype), []).append(p)
+        key = (storage, real_view(p).dtype, p.device, kernel_of(group["impl"], p))
+        batches.setdefault(key, []).append(p)
 
-    for (storage, _), batch in batches.items():
+    for (storage, _, _, kernel), batch in batches.items():
         states = [optimizer.state[p] for p in batch]
         torch._foreach_add_([s["step"] for s in states], 1.0)
         reals = [real_view(p) for p in batch]
@@ -151,7 +165,7 @@ def step(
                       for s in states]
         else:
             stored = [{k: s[n] for k, n in names.items()} for s in states]
-        step_lowbit(
+        _lowbit_step(kernel)(
             work, grads, stored, spec,
             lr=float(group["lr"]),
             steps=[int(s["step"].item()) for s in states],
@@ -163,6 +177,17 @@ def step(
                 real.copy_(copy)
         torch.autograd.graph.increment_version(batch)
     return full
+
+
+def _lowbit_step(kernel: str) -> Any:
+    """The step function of ``kernel`` (its module imported on first use: numba or Triton)."""
+    if kernel == "triton":
+        from .kernels.triton_lowbit import step_lowbit_triton
+
+        return step_lowbit_triton
+    from .kernels.fused_lowbit import step_lowbit
+
+    return step_lowbit
 
 
 def decode_for_writing(state: dict[str, Any], p: Tensor, dtype: torch.dtype | None = None) -> None:

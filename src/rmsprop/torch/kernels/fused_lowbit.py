@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ...element import CODE_FINGERPRINT, Flags, Hyper
 from ...spec import RMSpropSpec
-from ..codes import BLOCK, SIGNED, UNSIGNED, CodeFormat
+from ..codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
 from .flat import chunk_table, flags_of, scalars_of
 from .fused_cpu import rmsprop_element
 from .numba_support import (
@@ -58,9 +58,6 @@ __all__ = ["STATE_KEYS", "LowbitVariant", "kernel_for", "quantize_into", "hash32
 
 CHUNK_BLOCKS = 64
 """Blocks per unit of parallel work (16384 elements)."""
-
-STATE_KEYS = ("square_avg", "max_square_avg", "grad_avg", "momentum_buffer")
-"""The state tensors, in the row order of the kernel's address table."""
 
 _U32 = np.uint32
 _GOLDEN, _MIX1, _MIX2 = _U32(0x9E3779B9), _U32(0x7FEB352D), _U32(0x846CA68B)
@@ -83,17 +80,6 @@ def hash32(seed, index):
     x = _U32(x ^ (x >> _S15))
     x = _U32(x * _MIX2)
     return _U32(x ^ (x >> _S16))
-
-
-def seed_of(salt: int, step: int, stream: int) -> int:
-    """The 32-bit seed of one state tensor (``stream``) of one parameter at one step
-    (splitmix64 of the three numbers)."""
-    mask = (1 << 64) - 1
-    z = (salt * 0x9E3779B97F4A7C15 + step * 0xD1B54A32D192ED03 + stream * 0x8CB92BA72F3D8DD7)
-    z &= mask
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-    return (z ^ (z >> 31)) & 0xFFFFFFFF
 
 
 @njit(inline="always")
