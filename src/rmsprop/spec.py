@@ -226,7 +226,7 @@ FLAVORS: dict[str, Flavor] = {
             "torch/optim/rmsprop.py (torch 2.13)",
             {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8},
             centered_note="sqrt(v - gbar^2) + eps, unclamped: NaN once rounding makes "
-            "v - gbar^2 negative (tests/test_parity_torch.py shows it); bit-identical to ours "
+            "v - gbar^2 negative (tests/frameworks/test_parity_torch.py shows it); bit-identical to ours "
             "wherever torch's value is a number",
         ),
         Flavor(
@@ -250,7 +250,7 @@ FLAVORS: dict[str, Flavor] = {
             {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7, "decoupled_weight_decay": True,
              **_TF_STRUCTURE},
             centered_note="sqrt(v - gbar^2 + eps), unclamped: NaN once rounding makes "
-            "v - gbar^2 < -eps (tests/test_parity_keras.py shows it)",
+            "v - gbar^2 < -eps (tests/frameworks/test_parity_keras.py shows it)",
         ),
         Flavor(
             "optax",
@@ -259,7 +259,7 @@ FLAVORS: dict[str, Flavor] = {
             {"lr": None, "alpha": 0.9, "eps": 1e-8, **_TF_STRUCTURE},
             requires_lr=True,
             centered_note="rsqrt(nu - mu^2 + eps) (or 1/(sqrt(nu - mu^2) + eps)), unclamped: "
-            "NaN once rounding makes it negative (tests/test_parity_optax.py shows it); with "
+            "NaN once rounding makes it negative (tests/frameworks/test_parity_optax.py shows it); with "
             "bias_correction from initial_scale=0 the first step's variance is 0 in exact "
             "arithmetic, so rounding sets that step on either side",
         ),
@@ -280,7 +280,7 @@ FLAVORS: dict[str, Flavor] = {
             {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "initial_accumulator_value": 1.0,
              "eps_in_sqrt": True},
             centered_note="sqrt(v - gbar^2 + eps), unclamped: NaN once rounding makes "
-            "v - gbar^2 < -eps (tests/test_parity_sb3.py shows it)",
+            "v - gbar^2 < -eps (tests/frameworks/test_parity_sb3.py shows it)",
         ),
         Flavor(
             "graves",

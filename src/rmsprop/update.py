@@ -9,7 +9,7 @@ The arithmetic is :func:`rmsprop.element.rmsprop_element` (docs/design.md, "The 
 to ``xp``'s functions: the numba and Triton kernels run the same function, compiled. Torch's
 replay (:mod:`rmsprop.torch.kernels.inplace`) keeps ``torch.optim.RMSprop``'s op order, so that
 the ``pytorch`` flavour is bit-identical to torch; every backend is tested against this module
-(``tests/test_backend_relations.py``).
+(``tests/kernels/test_backend_relations.py``).
 
 Complex arrays follow optax's convention (Wirtinger calculus, as ``optax.rmsprop``): v and vmax
 are real and accumulate ``|g|^2 = Re(conj(g)*g)``, the centered form subtracts ``|gbar|^2``,

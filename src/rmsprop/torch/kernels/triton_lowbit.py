@@ -26,7 +26,7 @@ outside the values a block decodes to:
 * the codes of a block whose scale is NaN (a NaN or inf in the block): the GPU's NaN has
   another payload, so other codes, read as NaN all the same;
 * subnormal float32 values, if the device flushed them: Triton does not ask for flushing
-  (no ``.ftz`` in the PTX, checked by ``tests/test_triton_lowbit_compile.py``).
+  (no ``.ftz`` in the PTX, checked by ``tests/lean_state/test_triton_lowbit_compile.py``).
 
 Triton is imported with this module, which :mod:`rmsprop.torch.lean_state` imports only when
 a lean step runs on the GPU (or under the interpreter).
@@ -54,7 +54,7 @@ __all__ = ["ROWS", "hash32", "step_lowbit_triton"]
 ROWS = 8
 """Quantization blocks per program (2048 elements)."""
 
-# Wellons' lowbias32 and the Weyl increment, fused_lowbit.hash32's (tests/test_triton_lowbit.py
+# Wellons' lowbias32 and the Weyl increment, fused_lowbit.hash32's (tests/lean_state/test_triton_lowbit.py
 # compares the codes of both kernels under stochastic rounding, which draws from these)
 _GOLDEN: tl.constexpr = tl.constexpr(0x9E3779B9)
 _MIX1: tl.constexpr = tl.constexpr(0x7FEB352D)

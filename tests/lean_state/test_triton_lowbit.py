@@ -5,7 +5,7 @@ the two. The numba kernel is itself checked against the float64 reference in
 tests/test_8bit_step.py; this file checks that the GPU kernel is the same function.
 
 ``TRITON_INTERPRET=1`` must be set when the kernel modules are decorated: the fixture sets it
-and reloads them if they were imported compiled (as tests/test_triton_interpreted.py does).
+and reloads them if they were imported compiled (as tests/kernels/test_triton_interpreted.py does).
 """
 
 from __future__ import annotations
