@@ -35,7 +35,7 @@ from .errors import (
 __all__ = ["collect", "plan", "apply", "Plan", "EXECUTION_KEYS", "UNCHECKED_KEYS"]
 
 # How this process runs the step and stores its state, not the update the step computes: the
-# loading optimizer keeps its own (lean state is converted on load: rmsprop.torch.lean_state).
+# loading optimizer keeps its own (lean state is converted on load: rmsprop.torch.lean.optimizer).
 EXECUTION_KEYS = ("impl", "foreach", "fused", "capturable", "differentiable",
                   "state_precision", "min_8bit_size")
 # Group entries that legitimately change during training; restored from the checkpoint unchecked.
@@ -342,7 +342,7 @@ def _check_rate(value: Any, what: str) -> None:
 
 
 def _state_names() -> set[str]:
-    from ..torch.quantized import CODES_SUFFIX, FORMAT_OF, LEGACY_SCALE_SUFFIX, SCALE_SUFFIX
+    from ..torch.lean.storage import CODES_SUFFIX, FORMAT_OF, LEGACY_SCALE_SUFFIX, SCALE_SUFFIX
 
     suffixes = ("", CODES_SUFFIX, SCALE_SUFFIX, LEGACY_SCALE_SUFFIX)
     return {name + suffix for name in FORMAT_OF for suffix in suffixes}
@@ -431,7 +431,7 @@ def _upgraded(optimizer: Any, state: dict[str, Any]) -> dict[str, Any]:
     """For rmsprop's optimizer: 8-bit state saved by rmsprop 0.1.0 in this version's format."""
     if getattr(type(optimizer), "spec_of", None) is None or not state:
         return state
-    from ..torch.quantized import upgrade_legacy_scales
+    from ..torch.lean.storage import upgrade_legacy_scales
 
     return dict(upgrade_legacy_scales(state))
 
@@ -445,7 +445,7 @@ def _check_state(
         return
     from ..update import state_keys
 
-    from ..torch.quantized import logical_keys, storage_problem
+    from ..torch.lean.storage import logical_keys, storage_problem
 
     spec = spec_of({**optimizer.defaults, **group})
     held = {"step", *logical_keys(state)}  # torch's names, whatever the storage (8-bit too)

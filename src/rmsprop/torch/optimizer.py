@@ -20,10 +20,11 @@ from ..errors import StateDictError
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
-from . import lean_state, state_schema
+from . import state_schema
+from .lean import optimizer as lean_state
 from .kernels.capabilities import state_dtype
 from .kernels.tensors import all_finite, step_dtype
-from .quantized import DEFAULT_MIN_8BIT_SIZE
+from .lean.storage import DEFAULT_MIN_8BIT_SIZE
 from .warm_start import ColdStartWarning, note_loaded_guards, split_cold, warm_start
 
 __all__ = ["RMSprop", "NonFiniteGradientError", "StateDictError"]

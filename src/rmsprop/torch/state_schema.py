@@ -6,7 +6,7 @@ constructor's checks before any group steps) and :func:`checked_state_dict` at t
 ``load_state_dict`` (so that a refused state dict leaves the optimizer as it was). Every error
 names the param group, the parameter (its index in the state dict's order) and the field.
 
-A parameter's state (torch's names; lean storage in :mod:`rmsprop.torch.quantized`):
+A parameter's state (torch's names; lean storage in :mod:`rmsprop.torch.lean.storage`):
 
 =====================  ==========================================================
 ``step``               a real number or 1-element tensor: finite, whole, >= 0
@@ -39,10 +39,10 @@ from torch import Tensor
 from ..errors import StateDictError
 from ..spec import OPTION_NAMES, RMSpropSpec, check_impl, check_lr
 from ..update import state_keys
-from . import lean_state
+from .lean import optimizer as lean_state
 from .functional import choose_impl
 from .kernels.tensors import dtensor_type, real_view
-from .quantized import CODES_SUFFIX, FORMAT_OF, SCALE_SUFFIX, VARIANCE_OF, storage_problem
+from .lean.storage import CODES_SUFFIX, FORMAT_OF, SCALE_SUFFIX, VARIANCE_OF, storage_problem
 from .warm_start import GUARD_KEY, guard_applies
 
 if TYPE_CHECKING:

@@ -3,8 +3,8 @@
 :class:`rmsprop.torch.RMSprop` keeps two more group keys, ``state_precision`` (``"fp32"``,
 ``"bf16"`` or ``"8bit"``) and ``min_8bit_size``, and hands the parameters of a lean group to
 :func:`step`, which creates their state in the group's storage (see
-:mod:`rmsprop.torch.quantized`) and runs the fused kernel that decodes and encodes it
-(:mod:`rmsprop.torch.kernels.fused_lowbit`). Parameters that keep full-precision state (those
+:mod:`rmsprop.torch.lean.storage`) and runs the fused kernel that decodes and encodes it
+(:mod:`rmsprop.torch.lean.kernel_cpu`). Parameters that keep full-precision state (those
 under ``min_8bit_size`` in an 8-bit group) go back to the ordinary path.
 
 Loading a state dict (:func:`loading`) keeps the optimizer's own ``state_precision`` and
@@ -23,11 +23,11 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from ..spec import RMSpropSpec
-from ..update import state_keys
-from .kernels.capabilities import missing_package, state_dtype
-from .kernels.tensors import step_dtype
-from .quantized import (
+from ...spec import RMSpropSpec
+from ...update import state_keys
+from ..kernels.capabilities import missing_package, state_dtype
+from ..kernels.tensors import step_dtype
+from .storage import (
     CODES_SUFFIX,
     SCALE_SUFFIX,
     VARIANCE_OF,
@@ -117,7 +117,7 @@ def step(
     Returns the parameters that keep full-precision state, for the ordinary path. The caller
     has run :func:`check_state` on ``params`` before any group was stepped.
     """
-    from .kernels.fused_lowbit import step_lowbit
+    from .kernel_cpu import step_lean
 
     precision = group["state_precision"]
     salt_of = {id(p): i for i, p in enumerate(
@@ -151,7 +151,7 @@ def step(
                       for s in states]
         else:
             stored = [{k: s[n] for k, n in names.items()} for s in states]
-        step_lowbit(
+        step_lean(
             work, grads, stored, spec,
             lr=float(group["lr"]),
             steps=[int(s["step"].item()) for s in states],
@@ -181,7 +181,7 @@ def _is_centered(group: dict[str, Any]) -> bool:
 
 def upgraded(state_dict: dict[str, Any]) -> dict[str, Any]:
     """``state_dict`` with 8-bit state saved by 0.1.0 read in this format
-    (:func:`~rmsprop.torch.quantized.upgrade_legacy_scales`): a new dict that shares the
+    (:func:`~rmsprop.torch.lean.storage.upgrade_legacy_scales`): a new dict that shares the
     tensors, or ``state_dict`` itself (never modified) when nothing is old."""
     states = {key: upgrade_legacy_scales(value) if isinstance(value, dict) else value
               for key, value in state_dict["state"].items()}

@@ -1,6 +1,6 @@
 """``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass.
 
-For every block of :data:`~rmsprop.torch.codes.BLOCK` (256) elements the kernel reads the
+For every block of :data:`~rmsprop.torch.lean.codes.BLOCK` (256) elements the kernel reads the
 parameter, the gradient and the stored state once, in two kinds of vectorised loop:
 
 1. one loop decodes the state (``codebook[code] * scale[block]``, computed rather than looked
@@ -9,7 +9,7 @@ parameter, the gradient and the stored state once, in two kinds of vectorised lo
    parameter, and keeps the new state values in local buffers of 256 (in L1) with each
    buffer's absmax (which gives the new scale);
 2. one loop per state tensor encodes its buffer, rounding stochastically by default (see
-   :mod:`rmsprop.torch.quantized` for the formats and why).
+   :mod:`rmsprop.torch.lean.storage` for the formats and why).
 
 The step uses the new state at full float32 precision; only what is stored for the next step
 is rounded. Memory traffic per element: parameter and gradient, plus one byte per state tensor
@@ -20,12 +20,12 @@ of (the parameter's index in the optimizer, the step, the state tensor, the bloc
 :func:`_encode`). A step is deterministic, does not depend on the number of threads, and a run
 resumed from a state dict continues bit for bit.
 
-Threads: the kernel releases the GIL and runs on the thread pool of :mod:`.fused_cpu`, as many
+Threads: the kernel releases the GIL and runs on the thread pool of :mod:`rmsprop.torch.kernels.fused_cpu`, as many
 threads as torch uses, each on a run of chunks of equal size.
 
 Compile-time variants: which state tensors exist (amsgrad, centered, momentum), the form of
 momentum (``lr_in_momentum``, ``nesterov``), the storage, the parameter dtype and the
-rounding. The other options are run-time flags, as in :mod:`.fused_cpu`, so the option matrix
+rounding. The other options are run-time flags, as in :mod:`rmsprop.torch.kernels.fused_cpu`, so the option matrix
 costs at most 20 compilations per storage and dtype, each cached on disk by numba. The form of
 momentum is compiled in because LLVM turns those two flags into selects, computing all four
 forms for every element, and this step is bound by arithmetic, not memory (the cost measured:
@@ -45,16 +45,16 @@ from torch import Tensor
 
 from ...element import CODE_FINGERPRINT, Flags, Hyper
 from ...spec import RMSpropSpec
-from ..codes import BLOCK, SIGNED, UNSIGNED, CodeFormat
-from .flat import chunk_table, flags_of, scalars_of
-from .fused_cpu import rmsprop_element
-from .numba_support import (
+from .codes import BLOCK, SIGNED, UNSIGNED, CodeFormat
+from ..kernels.flat import chunk_table, flags_of, scalars_of
+from ..kernels.fused_cpu import rmsprop_element
+from ..kernels.numba_support import (
     bf16_to_f32, bits_of, f16_to_f32, f32_to_bf16, f32_to_f16, float_of_bits, run_on_threads,
     umax32, voidptr,
 )
 
-__all__ = ["STATE_KEYS", "LowbitVariant", "kernel_for", "quantize_into", "hash32",
-           "step_lowbit", "seed_of", "CHUNK_BLOCKS"]
+__all__ = ["STATE_KEYS", "LeanVariant", "kernel_for", "quantize_into", "hash32",
+           "step_lean", "seed_of", "CHUNK_BLOCKS"]
 
 CHUNK_BLOCKS = 64
 """Blocks per unit of parallel work (16384 elements)."""
@@ -178,7 +178,7 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
 @njit(inline="always")
 def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
     """The codebook value of the magnitude code ``magnitude``
-    (:attr:`~rmsprop.torch.codes.CodeFormat.codebook`), computed from its bits: shifted
+    (:attr:`~rmsprop.torch.lean.codes.CodeFormat.codebook`), computed from its bits: shifted
     into a float32's mantissa and exponent fields, the exponent rebiased by adding
     ``normal_bits = (127 - bias) << 23``. A subnormal code (field 0: ``f * 2**-m * c`` with
     ``c = 2**(1 - bias)``, the smallest normal) is read as the normal ``c * (1 + f * 2**-m)``
@@ -194,14 +194,14 @@ def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
 
 @njit(inline="always")
 def decode_unsigned(code, scale):
-    """The value of an unsigned code (:data:`~rmsprop.torch.codes.UNSIGNED`) in a block of
+    """The value of an unsigned code (:data:`~rmsprop.torch.lean.codes.UNSIGNED`) in a block of
     scale ``scale``: ``codebook[code] * scale``."""
     return _magnitude(_U32(code), _U_M, _U_NORMAL_BITS, _U_SMALLEST) * scale
 
 
 @njit(inline="always")
 def decode_signed(code, scale, negative_scale):
-    """The value of a signed code (:data:`~rmsprop.torch.codes.SIGNED`) in a block of scale
+    """The value of a signed code (:data:`~rmsprop.torch.lean.codes.SIGNED`) in a block of scale
     ``scale``, ``codebook[code] * scale``, as the magnitude times ``scale`` or
     ``negative_scale = -scale`` (the same product: rounding is symmetric); the sign picks a
     scale, which is cheaper than setting the bit in each value."""
@@ -222,21 +222,21 @@ def _format_constants(fmt: CodeFormat) -> tuple:
  _S_NORMAL_BITS) = _format_constants(SIGNED)
 # numba folds the constants above into the compiled code but keys its disk cache on a
 # function's own bytecode and closure only: the compiled functions capture this fingerprint so
-# that a change of format (in rmsprop.torch.codes) compiles them afresh.
+# that a change of format (in rmsprop.torch.lean.codes) compiles them afresh.
 _FORMATS = (UNSIGNED.exponent_bits, UNSIGNED.mantissa_bits, SIGNED.exponent_bits,
             SIGNED.mantissa_bits, BLOCK)
 
 
 @njit(inline="always")
 def encode_unsigned(values, n, codes, base, stochastic, top_bits):
-    """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.codes.UNSIGNED`)."""
+    """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.lean.codes.UNSIGNED`)."""
     return _encode(values, n, codes, base, stochastic, top_bits, _U_SIGNED, _U_TOP,
                    _U_SMALLEST, _U_OFFSET, _U_M, _U_MAX)
 
 
 @njit(inline="always")
 def encode_signed(values, n, codes, base, stochastic, top_bits):
-    """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.codes.SIGNED`)."""
+    """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.lean.codes.SIGNED`)."""
     return _encode(values, n, codes, base, stochastic, top_bits, _S_SIGNED, _S_TOP,
                    _S_SMALLEST, _S_OFFSET, _S_M, _S_MAX)
 
@@ -288,7 +288,7 @@ def quantize_into(
     _quantizer(_FORMATS)(flat, codes, scale, _U32(seed), fmt.signed, stochastic)
 
 
-class LowbitVariant(NamedTuple):
+class LeanVariant(NamedTuple):
     """What a compiled kernel is specialised on."""
 
     amsgrad: bool
@@ -308,7 +308,7 @@ _PARAM, _GRAD, _CODES, _SCALES = 0, 1, 2, 6
 
 
 @functools.lru_cache(maxsize=None)
-def kernel_for(variant: LowbitVariant):
+def kernel_for(variant: LeanVariant):
     """The kernel of one variant (a closure whose captured flags numba folds as constants)."""
     amsgrad, centered, momentum, lr_in_momentum, nesterov, param_format, storage, stochastic = \
         variant
@@ -362,7 +362,7 @@ def kernel_for(variant: LowbitVariant):
                 # One loop decodes, updates and keeps the new state in the buffers and its
                 # block max: the decoding's integer work overlaps the update's divide and root.
                 # centered: v and vmax are stored as v - gbar^2 and vmax - gbar^2 (see
-                # rmsprop.torch.quantized.VARIANCE_OF): decoded back with the decoded gbar
+                # rmsprop.torch.lean.storage.VARIANCE_OF): decoded back with the decoded gbar
                 v_top, vmax_top = _U32(0), _U32(0)
                 gbar_top, b_top = _U32(0), _U32(0)
                 for i in range(n):
@@ -443,7 +443,7 @@ def kernel_for(variant: LowbitVariant):
     return kernel
 
 
-def step_lowbit(
+def step_lean(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
     stored: Sequence[dict[str, Any]],
@@ -468,7 +468,7 @@ def step_lowbit(
     if not params:
         return
     flags = flags_of(spec)
-    variant = LowbitVariant(flags.amsgrad, flags.centered, flags.momentum,
+    variant = LeanVariant(flags.amsgrad, flags.centered, flags.momentum,
                             flags.momentum and flags.lr_in_momentum,
                             flags.momentum and flags.nesterov,
                             _FORMAT_OF_DTYPE[params[0].dtype], storage, stochastic)

@@ -1,8 +1,8 @@
 """The 8-bit code formats of the lean state: block-scaled minifloats
 (docs/design.md, "The state formats").
 
-A leaf: the kernel (:mod:`rmsprop.torch.kernels.fused_lowbit`) encodes and decodes these, the
-storage (:mod:`rmsprop.torch.quantized`) keeps them.
+A leaf: the kernel (:mod:`rmsprop.torch.lean.kernel_cpu`) encodes and decodes these, the
+storage (:mod:`rmsprop.torch.lean.storage`) keeps them.
 """
 
 from __future__ import annotations
