@@ -256,6 +256,41 @@ def encode_bf16(values, n, out, base, stochastic):
         out[i] = _BF16_NAN if (raw & _ABS_MASK) > _INF_BITS else rounded
 
 
+@njit(inline="always")
+def _decoded(q8, signed, stored, i, scale):
+    """Element ``i`` of one state tensor's block: an 8-bit code (``q8``) in the format of gbar
+    and b (``signed``) or of v and vmax, in a block of scale ``scale``; or bfloat16 bits."""
+    if q8:
+        if signed:
+            return decode_signed(stored[i], scale, -scale)
+        return decode_unsigned(stored[i], scale)
+    return bf16_to_f32(stored[i])
+
+
+@njit(inline="always")
+def _kept(buffer, i, x, top_bits):
+    """``x`` kept as element ``i`` of a state tensor's new block; returns the block's
+    :func:`block_top_bits` so far."""
+    buffer[i] = x
+    return umax32(top_bits, abs_bits(x))
+
+
+@njit(inline="always")
+def _encoded(q8, signed, values, n, stored, scales, blk, seed, stochastic, top_bits):
+    """Store block ``blk`` of one state tensor, ``values[:n]``, into ``stored``: 8-bit codes
+    (``q8``, in the format of gbar and b if ``signed``, else of v and vmax) with the block's
+    scale into ``scales[blk]``, or bfloat16 bits; the random bits are those of
+    ``hash32(seed, blk)`` (see :func:`_encode`)."""
+    base = hash32(seed, blk)
+    if q8:
+        if signed:
+            scales[blk] = encode_signed(values, n, stored, base, stochastic, top_bits)
+        else:
+            scales[blk] = encode_unsigned(values, n, stored, base, stochastic, top_bits)
+    else:
+        encode_bf16(values, n, stored, base, stochastic)
+
+
 @functools.lru_cache(maxsize=None)
 def _quantizer(formats: tuple):
     @njit(cache=True)
@@ -264,15 +299,9 @@ def _quantizer(formats: tuple):
         for blk in range(scale.size):
             lo = blk * BLOCK
             n = min(BLOCK, flat.size - lo)
-            base = hash32(seed, blk)
             values = flat[lo : lo + n].copy()
-            top_bits = block_top_bits(values, n)
-            if signed:
-                scale[blk] = encode_signed(values, n, codes[lo : lo + n], base, stochastic,
-                                           top_bits)
-            else:
-                scale[blk] = encode_unsigned(values, n, codes[lo : lo + n], base, stochastic,
-                                             top_bits)
+            _encoded(True, signed, values, n, codes[lo : lo + n], scale, blk, seed, stochastic,
+                     block_top_bits(values, n))
 
     return quantize
 
@@ -366,16 +395,10 @@ def kernel_for(variant: LeanVariant):
                 v_top, vmax_top = _U32(0), _U32(0)
                 gbar_top, b_top = _U32(0), _U32(0)
                 for i in range(n):
-                    if q8:
-                        v = decode_unsigned(v_block[i], sv)
-                        vmax = decode_unsigned(vmax_block[i], svmax) if amsgrad else zero
-                        gbar = decode_signed(gbar_block[i], sgbar, -sgbar) if centered else zero
-                        b = decode_signed(b_block[i], sb, -sb) if momentum else zero
-                    else:
-                        v = bf16_to_f32(v_block[i])
-                        vmax = bf16_to_f32(vmax_block[i]) if amsgrad else zero
-                        gbar = bf16_to_f32(gbar_block[i]) if centered else zero
-                        b = bf16_to_f32(b_block[i]) if momentum else zero
+                    v = _decoded(q8, False, v_block, i, sv)
+                    vmax = _decoded(q8, False, vmax_block, i, svmax) if amsgrad else zero
+                    gbar = _decoded(q8, True, gbar_block, i, sgbar) if centered else zero
+                    b = _decoded(q8, True, b_block, i, sb) if momentum else zero
                     if centered:
                         v = v + gbar * gbar
                         vmax = vmax + gbar * gbar
@@ -405,40 +428,24 @@ def kernel_for(variant: LeanVariant):
                         if amsgrad:
                             w = vmax - gbar_squared
                             vmax = zero if w < zero else w
-                        gbar_new[i] = gbar
-                        gbar_top = umax32(gbar_top, abs_bits(gbar))
-                    v_new[i] = v
-                    v_top = umax32(v_top, abs_bits(v))
+                        gbar_top = _kept(gbar_new, i, gbar, gbar_top)
+                    v_top = _kept(v_new, i, v, v_top)
                     if amsgrad:
-                        vmax_new[i] = vmax
-                        vmax_top = umax32(vmax_top, abs_bits(vmax))
+                        vmax_top = _kept(vmax_new, i, vmax, vmax_top)
                     if momentum:
-                        b_new[i] = b
-                        b_top = umax32(b_top, abs_bits(b))
-                if q8:
-                    v_scale[blk] = encode_unsigned(
-                        v_new, n, v_block, hash32(seeds[0, t], blk), stochastic, v_top)
-                    if amsgrad:
-                        vmax_scale[blk] = encode_unsigned(
-                            vmax_new, n, vmax_block, hash32(seeds[1, t], blk), stochastic,
-                            vmax_top)
-                    if centered:
-                        gbar_scale[blk] = encode_signed(
-                            gbar_new, n, gbar_block, hash32(seeds[2, t], blk), stochastic,
-                            gbar_top)
-                    if momentum:
-                        b_scale[blk] = encode_signed(
-                            b_new, n, b_block, hash32(seeds[3, t], blk), stochastic, b_top)
-                else:
-                    encode_bf16(v_new, n, v_block, hash32(seeds[0, t], blk), stochastic)
-                    if amsgrad:
-                        encode_bf16(vmax_new, n, vmax_block, hash32(seeds[1, t], blk),
-                                    stochastic)
-                    if centered:
-                        encode_bf16(gbar_new, n, gbar_block, hash32(seeds[2, t], blk),
-                                    stochastic)
-                    if momentum:
-                        encode_bf16(b_new, n, b_block, hash32(seeds[3, t], blk), stochastic)
+                        b_top = _kept(b_new, i, b, b_top)
+                # one call per state tensor: 8-bit codes and scale, or bfloat16 bits
+                _encoded(q8, False, v_new, n, v_block, v_scale, blk, seeds[0, t], stochastic,
+                         v_top)
+                if amsgrad:
+                    _encoded(q8, False, vmax_new, n, vmax_block, vmax_scale, blk, seeds[1, t],
+                             stochastic, vmax_top)
+                if centered:
+                    _encoded(q8, True, gbar_new, n, gbar_block, gbar_scale, blk, seeds[2, t],
+                             stochastic, gbar_top)
+                if momentum:
+                    _encoded(q8, True, b_new, n, b_block, b_scale, blk, seeds[3, t], stochastic,
+                             b_top)
 
     return kernel
 
