@@ -1,4 +1,5 @@
-"""``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass.
+"""``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass
+(docs/design.md, "The kernels' contract" and "The state formats").
 
 For every block of :data:`~rmsprop.torch.lean.codes.BLOCK` (256) elements the kernel reads the
 parameter, the gradient and the stored state once, in two kinds of vectorised loop:

@@ -1,4 +1,5 @@
-"""Lean optimizer state: 8-bit block-quantized tensors, bfloat16, and conversions between them.
+"""Lean optimizer state: 8-bit block-quantized tensors, bfloat16, and conversions between them
+(docs/design.md, "The state formats").
 
 ``RMSprop(..., state_precision="8bit")`` stores each state tensor (v, vmax, gbar, b) of a
 parameter with at least ``min_8bit_size`` elements as
