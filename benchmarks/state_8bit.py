@@ -45,7 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from rmsprop.torch import RMSprop  # noqa: E402
-from rmsprop.torch.kernels import fused_lowbit  # noqa: E402
+from rmsprop.torch.lean import kernel_cpu  # noqa: E402
 
 LAYOUTS: dict[str, list[tuple[int, ...]]] = {
     "1x4M": [(4_000_000,)],
@@ -177,12 +177,12 @@ def loss_makers(options: dict[str, Any]) -> dict[str, Callable[[Any, float], Any
 @contextlib.contextmanager
 def rounding_to_nearest():
     """Run the 8-bit kernel with rounding to nearest instead of stochastic rounding."""
-    original = fused_lowbit.step_lowbit
-    fused_lowbit.step_lowbit = functools.partial(original, stochastic=False)
+    original = kernel_cpu.step_lean
+    kernel_cpu.step_lean = functools.partial(original, stochastic=False)
     try:
         yield
     finally:
-        fused_lowbit.step_lowbit = original
+        kernel_cpu.step_lean = original
 
 
 def final_losses(config: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -207,7 +207,7 @@ def final_losses(config: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
 
 
 def _minifloat(exponent_bits: int, mantissa_bits: int) -> "np.ndarray":
-    from rmsprop.torch.quantized import CodeFormat
+    from rmsprop.torch.lean.codes import CodeFormat
 
     book = CodeFormat("study", exponent_bits, mantissa_bits, False).codebook
     return np.sort(book / book.max())

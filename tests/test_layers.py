@@ -148,3 +148,13 @@ def test_imports_point_down_the_layers(module):
     if _backend(module):
         others = [t for t in GRAPH[module] if _backend(t) not in (None, _backend(module))]
         assert not others, f"{module} imports another backend: {others}"
+
+
+def test_checkpoint_reads_the_optimizer_only_through_its_state_schema():
+    """rmsprop.checkpoint imports nothing of rmsprop.torch but its public state schema
+    (docs/design.md, "Layers"): no storage detail of lean state, no cold-start registry."""
+    reached = {f"{module} -> {target}" for module in MODULES
+               if module == "rmsprop.checkpoint" or module.startswith("rmsprop.checkpoint.")
+               for target in GRAPH[module]
+               if _backend(target) == "rmsprop.torch" and target != "rmsprop.torch.state_schema"}
+    assert not reached, f"rmsprop.checkpoint reaches into rmsprop.torch: {sorted(reached)}"

@@ -4,7 +4,7 @@
 elementwise). Its primitives are module globals that each backend rebinds with :func:`bind`:
 ``sqrt`` and ``div`` (IEEE-rounded), ``maximum(a, b)`` (NaN in either argument propagates)
 and ``abs_sq`` (``|x|^2`` of a complex ``x``). The NumPy/JAX update (:mod:`rmsprop.update`),
-the numba kernels (:mod:`rmsprop.torch.kernels.fused_cpu`, ``fused_lowbit``) and the Triton
+the numba kernels (:mod:`rmsprop.torch.kernels.fused_cpu`, ``lean.kernel_cpu``) and the Triton
 kernel (:mod:`rmsprop.torch.kernels.triton_kernel`) all run this function's code, so they
 round in one order; only torch's own replay (:mod:`rmsprop.torch.kernels.inplace`) follows
 torch's op order instead.

@@ -103,7 +103,7 @@ def test_round_trip_with_lean_state(tmp_path, impl, precision) -> None:
 def test_a_checkpoint_of_8bit_state_resumes_with_float32_state(tmp_path) -> None:
     """state_precision is how a run stores its state: a loading optimizer keeps its own and
     converts (the float32 state is the 8-bit state decoded)."""
-    from rmsprop.torch.quantized import full_value
+    from rmsprop.torch.lean.storage import full_value
 
     model, lean = trained({**LEAN, "state_precision": "8bit"}, "auto", steps=3)
     ckpt.save(tmp_path / "run.ckpt", lean, model)

@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("numba")
 
-from rmsprop.torch.quantized import BLOCK, SIGNED, UNSIGNED, QuantizedTensor  # noqa: E402
+from rmsprop.torch.lean.storage import BLOCK, SIGNED, UNSIGNED, QuantizedTensor  # noqa: E402
 
 FORMATS = [UNSIGNED, SIGNED]
 
@@ -57,7 +57,7 @@ def test_codebook_is_the_minifloat(fmt):
 def _kernel_decoder(signed: bool):
     import numba
 
-    from rmsprop.torch.kernels.fused_lowbit import decode_signed, decode_unsigned
+    from rmsprop.torch.lean.kernel_cpu import decode_signed, decode_unsigned
 
     @numba.njit
     def decode_all(codes, scale):

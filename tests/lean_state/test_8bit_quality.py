@@ -67,7 +67,7 @@ def test_8bit_state_trains_as_float32_and_momentum_is_used(name):
 
 def test_8bit_centered_state_trains_as_float32_on_a_full_batch():
     """The case that breaks a quantized v: full-batch gradients make v - gbar^2 tiny next to v
-    (the stored variance keeps it; see rmsprop.torch.quantized.VARIANCE_OF)."""
+    (the stored variance keeps it; see rmsprop.torch.lean.storage.VARIANCE_OF)."""
     task = TASKS["digits"]
     centered32, _ = run(task, "fp32", momentum=0.9, centered=True)
     centered8, _ = run(task, "8bit", momentum=0.9, centered=True)

@@ -14,7 +14,7 @@ pytest.importorskip("numba")
 from rmsprop import reference  # noqa: E402
 from rmsprop.testing import mixed_gradients, option_matrix  # noqa: E402
 from rmsprop.torch import RMSprop  # noqa: E402
-from rmsprop.torch.quantized import BLOCK, FORMAT_OF, VARIANCE_OF  # noqa: E402
+from rmsprop.torch.lean.storage import BLOCK, FORMAT_OF, VARIANCE_OF  # noqa: E402
 from rmsprop.update import rmsprop_update, state_keys  # noqa: E402
 
 from test_8bit_codes import book64  # noqa: E402

@@ -22,7 +22,7 @@ pytest.importorskip("triton")
 pytest.importorskip("numba")
 
 from rmsprop.torch import RMSprop  # noqa: E402
-from rmsprop.torch import lean_state  # noqa: E402
+from rmsprop.torch.lean import optimizer as lean_state  # noqa: E402
 from rmsprop.torch.kernels import capabilities  # noqa: E402
 
 ROWS_BLOCK = 8 * 256  # elements per program of the Triton kernel (ROWS quantization blocks)
@@ -33,7 +33,8 @@ SHAPES = [(2 * 256 + 17,), (3, 5), (ROWS_BLOCK + 1,)]  # short last blocks; two 
 def lowbit():
     previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
-    from rmsprop.torch.kernels import triton_kernel, triton_lowbit
+    from rmsprop.torch.kernels import triton_kernel
+    from rmsprop.torch.lean import kernel_triton as triton_lowbit
 
     if type(triton_kernel._rmsprop_kernel).__name__ != "InterpretedFunction":
         importlib.reload(triton_kernel)
@@ -169,12 +170,12 @@ def test_round_to_nearest(lowbit):
     """The kernel's other rounding (``stochastic=False``), called directly as fused_lowbit's
     step_lowbit is: the same codes."""
     from rmsprop.spec import RMSpropSpec
-    from rmsprop.torch.kernels.fused_lowbit import step_lowbit
-    from rmsprop.torch.quantized import QuantizedTensor, FORMAT_OF
+    from rmsprop.torch.lean.kernel_cpu import step_lean
+    from rmsprop.torch.lean.storage import QuantizedTensor, FORMAT_OF
 
     spec = RMSpropSpec(momentum=0.9, centered=True)
     results = []
-    for step in (step_lowbit, lowbit.step_lowbit_triton):
+    for step in (step_lean, lowbit.step_lean_triton):
         params = [p.detach() for p in make_params()]
         stored = []
         for i, p in enumerate(params):
@@ -208,8 +209,8 @@ def test_the_kernel_is_chosen_by_impl_and_device():
 
 def test_the_triton_step_runs_the_triton_kernel(lowbit, monkeypatch):
     calls = []
-    original = lowbit.step_lowbit_triton
-    monkeypatch.setattr(lowbit, "step_lowbit_triton",
+    original = lowbit.step_lean_triton
+    monkeypatch.setattr(lowbit, "step_lean_triton",
                         lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
     run("triton", make_params(), {"lr": 0.01}, range(1), state_precision="8bit",
         min_8bit_size=0)
@@ -237,13 +238,13 @@ def test_the_gpu_suite_times_the_triton_8bit_kernel(lowbit, monkeypatch):
     """benchmarks/gpu.sh's "rmsprop-8bit" row: the Triton lean kernel (here interpreted)."""
     from rmsprop.benchmark import gpu, step_time
 
-    from rmsprop.torch.kernels import fused_lowbit
+    from rmsprop.torch.lean import kernel_cpu as fused_lowbit
 
     calls = []
-    original = lowbit.step_lowbit_triton
-    monkeypatch.setattr(lowbit, "step_lowbit_triton",
+    original = lowbit.step_lean_triton
+    monkeypatch.setattr(lowbit, "step_lean_triton",
                         lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
-    monkeypatch.setattr(fused_lowbit, "step_lowbit", None)  # a call would fail
+    monkeypatch.setattr(fused_lowbit, "step_lean", None)  # a call would fail
     monkeypatch.setattr(step_time, "measure", lambda contenders, warmup, repeats, device: {
         c.name: [1e-3] * repeats for c in contenders})
     report = gpu.run_suite(["64x1M"], ["momentum"], device="cpu", warmup=0, repeats=1,
@@ -260,14 +261,14 @@ def test_centered_variance_rounded_below_zero_is_stored_as_zero(lowbit):
     new variance ``v - gbar**2`` is 0, rounding makes it slightly negative for some elements,
     and both kernels store 0 there (the same codes)."""
     from rmsprop.spec import RMSpropSpec
-    from rmsprop.torch.kernels.fused_lowbit import step_lowbit
-    from rmsprop.torch.quantized import QuantizedTensor, FORMAT_OF
+    from rmsprop.torch.lean.kernel_cpu import step_lean
+    from rmsprop.torch.lean.storage import QuantizedTensor, FORMAT_OF
 
     spec = RMSpropSpec(centered=True, alpha=0.9)
     n = 4 * 256
     gbar = QuantizedTensor.quantize(gradients((n,), 3), FORMAT_OF["grad_avg"], stochastic=False)
     results = []
-    for step in (step_lowbit, lowbit.step_lowbit_triton):
+    for step in (step_lean, lowbit.step_lean_triton):
         param = torch.zeros(n)
         stored = [{"square_avg": (torch.zeros(n, dtype=torch.uint8), torch.ones(4)),
                    "grad_avg": (gbar.codes.clone(), gbar.scale.clone())}]
@@ -312,7 +313,7 @@ def test_the_gpu_kernel_needs_no_numba():
 
     code = ("import sys; sys.modules['numba'] = None\n"
             "import torch\n"
-            "from rmsprop.torch.kernels import triton_lowbit\n"
+            "from rmsprop.torch.lean import kernel_triton\n"
             "from rmsprop.torch import RMSprop\n"
             "p = torch.nn.Parameter(torch.zeros(3))\n"
             "RMSprop([p], impl='triton', state_precision='8bit')\n"

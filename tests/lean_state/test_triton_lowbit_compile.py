@@ -1,7 +1,7 @@
 """The lean-state Triton kernel (8-bit codes, bfloat16) compiles for a real GPU (sm_90 PTX and
 cubin, no GPU needed): IEEE-rounded square root and division, no FMA contraction and no
 flush of subnormals (``.ftz``), so that the compiled kernel rounds as the interpreted one that
-tests/test_triton_lowbit.py checks against the CPU kernel. In a subprocess: the kernel module
+tests/lean_state/test_triton_lowbit.py checks against the CPU kernel. In a subprocess: the kernel module
 must be imported without ``TRITON_INTERPRET``.
 """
 
@@ -20,7 +20,7 @@ CODE = textwrap.dedent("""
     import triton, triton.language as tl
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from rmsprop.torch.kernels import triton_lowbit as tk
+    from rmsprop.torch.lean import kernel_triton as tk
 
     FLAGS = ["MAXIMIZE", "L2", "DECOUPLED", "AMSGRAD", "CENTERED", "BIAS_CORRECTION",
              "EPS_IN_SQRT", "MOMENTUM", "LR_IN_MOMENTUM", "NESTEROV"]

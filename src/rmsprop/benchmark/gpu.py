@@ -9,7 +9,7 @@ does, the median time of ``optimizer.step()`` for:
   RMSprop has no ``fused`` argument: the row says so);
 * ``rmsprop-triton``: ``rmsprop.torch.RMSprop(impl="triton")``, float32 state;
 * ``rmsprop-8bit``: ``rmsprop.torch.RMSprop(impl="triton", state_precision="8bit")``, the
-  Triton kernel of 8-bit state (:mod:`rmsprop.torch.kernels.triton_lowbit`);
+  Triton kernel of 8-bit state (:mod:`rmsprop.torch.lean.kernel_triton`);
 * ``bnb-8bit``: ``bitsandbytes.optim.RMSprop8bit`` (it ignores ``momentum``: marked);
 
 both 8-bit optimizers with ``min_8bit_size=0``, so that the 4000-element tensors of 4000 x 4k

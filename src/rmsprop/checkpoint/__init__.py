@@ -174,11 +174,9 @@ def load(
 
 
 def _update_cold_start_marks(optimizer: Any, model: Any, cold_start_guard: bool) -> None:
-    from ..torch import warm_start
+    from ..torch.state_schema import note_restored
 
     if optimizer is not None:
-        warm_start.clear_restored(p for g in optimizer.param_groups for p in g["params"])
-    elif cold_start_guard:
-        warm_start.mark_restored(model.parameters())
+        note_restored((p for g in optimizer.param_groups for p in g["params"]), restored=False)
     else:
-        warm_start.clear_restored(model.parameters())
+        note_restored(model.parameters(), restored=cold_start_guard)

@@ -35,7 +35,7 @@ from .errors import (
 __all__ = ["collect", "plan", "apply", "Plan", "EXECUTION_KEYS", "UNCHECKED_KEYS"]
 
 # How this process runs the step and stores its state, not the update the step computes: the
-# loading optimizer keeps its own (lean state is converted on load: rmsprop.torch.lean_state).
+# loading optimizer keeps its own (lean state is converted on load: rmsprop.torch.lean.optimizer).
 EXECUTION_KEYS = ("impl", "foreach", "fused", "capturable", "differentiable",
                   "state_precision", "min_8bit_size")
 # Group entries that legitimately change during training; restored from the checkpoint unchecked.
@@ -253,6 +253,28 @@ def _check_unreferenced(content: Mapping[str, Any], tensors: Mapping[str, Tensor
 def _plan_optimizer(
     saved: Mapping[str, Any], tensors: Mapping[str, Tensor], optimizer: Any, check_options: bool
 ) -> dict[str, Any]:
+    """The optimizer's state dict to load: the saved layout checked against the optimizer's,
+    then its param groups, then each parameter's state."""
+    params = _check_layout(saved, optimizer)
+    groups = [
+        _plan_group(g, group, saved_group, tensors, optimizer, check_options)
+        for g, (group, saved_group) in enumerate(zip(optimizer.param_groups,
+                                                     saved["param_groups"]))
+    ]
+    group_of = {index: groups[g] for g, saved_group in enumerate(saved["param_groups"])
+                for index in saved_group["params"]}
+    state = {}
+    for key, entries in saved["state"].items():
+        index = int(key)  # canonical and in range: manifest_schema
+        what = _describe(index, saved["params"][index])
+        state[index] = _plan_param_state(entries, tensors, optimizer, group_of[index],
+                                         params[index], what)
+    return {"state": state, "param_groups": groups}
+
+
+def _check_layout(saved: Mapping[str, Any], optimizer: Any) -> list[Tensor]:
+    """The checkpoint was saved by the optimizer's class, with as many groups and parameters,
+    each of the optimizer's shape and dtype; returns the optimizer's parameters in order."""
     if saved.get("class") != _class_name(optimizer):
         raise OptionsMismatchError(
             f"the checkpoint holds the state of {saved.get('class')}, "
@@ -276,57 +298,63 @@ def _plan_optimizer(
             f"the checkpoint describes {len(saved_params)} parameters, the optimizer has "
             f"{len(params)}"
         )
-    index_of = {}
-    for g, saved_group in enumerate(saved_groups):
-        for index in saved_group["params"]:
-            index_of[index] = g
     for index, (p, saved_p) in enumerate(zip(params, saved_params)):
-        if tuple(saved_p["shape"]) != tuple(p.shape):
-            raise ShapeMismatchError(
-                f"{_describe(index, saved_p)}: shape {tuple(saved_p['shape'])} in the checkpoint, "
-                f"{tuple(p.shape)} in the optimizer"
-            )
-        if saved_p["dtype"] != _dtype_name(p.dtype):
-            raise DtypeMismatchError(
-                f"{_describe(index, saved_p)}: dtype {saved_p['dtype']} in the checkpoint, "
-                f"{_dtype_name(p.dtype)} in the optimizer"
-            )
+        _check_param(index, p, saved_p)
+    return params
 
-    new_groups = []
-    for g, (group, saved_group) in enumerate(zip(groups, saved_groups)):
-        new_group = {"params": list(saved_group["params"])}
-        for key, entry in saved_group.items():
-            if key != "params":
-                new_group[key] = _decode_value(entry, tensors, f"param group {g} {key!r}")
-                if key in ("lr", "initial_lr"):
-                    _check_rate(new_group[key], f"param group {g} {key!r}")
-        for key in EXECUTION_KEYS:
-            if key in group:
-                new_group[key] = group[key]
-        if check_options:
-            _check_options(g, group, new_group)
-        _validate_group(optimizer, g, new_group)
-        new_groups.append(new_group)
 
-    current_state = optimizer.state
-    new_state: dict[int, dict[str, Any]] = {}
-    for key, entries in saved["state"].items():
-        index = int(key)  # canonical and in range: manifest_schema
-        p, saved_p = params[index], saved_params[index]
-        what = _describe(index, saved_p)
-        param_state = {
-            name: _decode_value(entry, tensors, f"state {name!r} of {what}")
-            for name, entry in entries.items()
-        }
-        _check_state_types(optimizer, param_state, what)
-        param_state = _upgraded(optimizer, param_state)
-        _check_state(optimizer, new_groups[index_of[index]], p, param_state, what)
-        for name, value in param_state.items():  # must fit state the optimizer already has
-            have = current_state.get(p, {}).get(name)
-            if isinstance(value, Tensor) and isinstance(have, Tensor) and not _is_dtensor(have):
-                _check_tensor(value, tuple(have.shape), have.dtype, f"state {name!r} of {what}")
-        new_state[index] = param_state
-    return {"state": new_state, "param_groups": new_groups}
+def _check_param(index: int, p: Tensor, saved_p: Mapping[str, Any]) -> None:
+    if tuple(saved_p["shape"]) != tuple(p.shape):
+        raise ShapeMismatchError(
+            f"{_describe(index, saved_p)}: shape {tuple(saved_p['shape'])} in the checkpoint, "
+            f"{tuple(p.shape)} in the optimizer"
+        )
+    if saved_p["dtype"] != _dtype_name(p.dtype):
+        raise DtypeMismatchError(
+            f"{_describe(index, saved_p)}: dtype {saved_p['dtype']} in the checkpoint, "
+            f"{_dtype_name(p.dtype)} in the optimizer"
+        )
+
+
+def _plan_group(
+    g: int, group: Mapping[str, Any], saved_group: Mapping[str, Any],
+    tensors: Mapping[str, Tensor], optimizer: Any, check_options: bool,
+) -> dict[str, Any]:
+    """Param group ``g`` to load: the checkpoint's entries, the optimizer's own execution
+    settings (:data:`EXECUTION_KEYS`), checked."""
+    new_group = {"params": list(saved_group["params"])}
+    for key, entry in saved_group.items():
+        if key != "params":
+            new_group[key] = _decode_value(entry, tensors, f"param group {g} {key!r}")
+            if key in ("lr", "initial_lr"):
+                _check_rate(new_group[key], f"param group {g} {key!r}")
+    for key in EXECUTION_KEYS:
+        if key in group:
+            new_group[key] = group[key]
+    if check_options:
+        _check_options(g, group, new_group)
+    _validate_group(optimizer, g, new_group)
+    return new_group
+
+
+def _plan_param_state(
+    entries: Mapping[str, Any], tensors: Mapping[str, Tensor], optimizer: Any,
+    group: Mapping[str, Any], p: Tensor, what: str,
+) -> dict[str, Any]:
+    """One parameter's state to load (``what`` names it): decoded, in this version's format,
+    checked against its group's options and against the state the optimizer already has."""
+    param_state = {
+        name: _decode_value(entry, tensors, f"state {name!r} of {what}")
+        for name, entry in entries.items()
+    }
+    _check_state_types(optimizer, param_state, what)
+    param_state = _upgraded(optimizer, param_state)
+    _check_state(optimizer, group, p, param_state, what)
+    for name, value in param_state.items():  # must fit state the optimizer already has
+        have = optimizer.state.get(p, {}).get(name)
+        if isinstance(value, Tensor) and isinstance(have, Tensor) and not _is_dtensor(have):
+            _check_tensor(value, tuple(have.shape), have.dtype, f"state {name!r} of {what}")
+    return param_state
 
 
 def _check_rate(value: Any, what: str) -> None:
@@ -341,33 +369,26 @@ def _check_rate(value: Any, what: str) -> None:
         )
 
 
-def _state_names() -> set[str]:
-    from ..torch.quantized import CODES_SUFFIX, FORMAT_OF, LEGACY_SCALE_SUFFIX, SCALE_SUFFIX
-
-    suffixes = ("", CODES_SUFFIX, SCALE_SUFFIX, LEGACY_SCALE_SUFFIX)
-    return {name + suffix for name in FORMAT_OF for suffix in suffixes}
-
-
 def _check_state_types(optimizer: Any, state: Mapping[str, Any], what: str) -> None:
     """For rmsprop's optimizer: every entry one it keeps, of its type (the shapes are
     :func:`_check_state`'s)."""
     if getattr(type(optimizer), "spec_of", None) is None:
         return
-    from ..torch.warm_start import GUARD_KEY
+    from ..torch.state_schema import saved_entry_kind
 
-    tensor_names = _state_names()
     for name, value in state.items():
-        if name == GUARD_KEY:
+        kind = saved_entry_kind(name)
+        if kind == "guard":
             if not isinstance(value, bool):
                 raise CheckpointManifestError(
                     f"state {name!r} of {what} is {value!r}, not a bool")
-        elif name == "step":
+        elif kind == "step":
             if not _is_step(value):
                 raise CheckpointManifestError(
                     f"state 'step' of {what} is {_summary(value)}, not a finite count >= 0 (a "
                     "0-d floating-point tensor or a number)"
                 )
-        elif name not in tensor_names:
+        elif kind is None:
             raise UnexpectedTensorError(
                 f"state {name!r} of {what}: not state that {_class_name(optimizer)} keeps"
             )
@@ -431,9 +452,9 @@ def _upgraded(optimizer: Any, state: dict[str, Any]) -> dict[str, Any]:
     """For rmsprop's optimizer: 8-bit state saved by rmsprop 0.1.0 in this version's format."""
     if getattr(type(optimizer), "spec_of", None) is None or not state:
         return state
-    from ..torch.quantized import upgrade_legacy_scales
+    from ..torch.state_schema import saved_state_upgraded
 
-    return dict(upgrade_legacy_scales(state))
+    return saved_state_upgraded(state)
 
 
 def _check_state(
@@ -443,12 +464,11 @@ def _check_state(
     spec_of = getattr(type(optimizer), "spec_of", None)
     if spec_of is None or not state:
         return
+    from ..torch.state_schema import held_state_keys, storage_problem
     from ..update import state_keys
 
-    from ..torch.quantized import logical_keys, storage_problem
-
     spec = spec_of({**optimizer.defaults, **group})
-    held = {"step", *logical_keys(state)}  # torch's names, whatever the storage (8-bit too)
+    held = {"step", *held_state_keys(state)}  # torch's names, whatever the storage (8-bit too)
     for key in ("step", *state_keys(spec)):
         if key not in held and not any(name.startswith(key + "_") for name in state):
             raise MissingTensorError(

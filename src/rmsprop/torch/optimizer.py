@@ -20,10 +20,11 @@ from ..errors import StateDictError
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
-from . import lean_state, state_schema
+from . import state_schema
+from .lean import optimizer as lean_state
 from .kernels.capabilities import state_dtype
 from .kernels.tensors import all_finite, step_dtype
-from .quantized import DEFAULT_MIN_8BIT_SIZE
+from .lean.storage import DEFAULT_MIN_8BIT_SIZE
 from .warm_start import ColdStartWarning, note_loaded_guards, split_cold, warm_start
 
 __all__ = ["RMSprop", "NonFiniteGradientError", "StateDictError"]
@@ -131,7 +132,7 @@ class RMSprop(Optimizer):
         state_precision: how the state is stored: ``"fp32"`` (default; the parameter's dtype,
             as torch, but float32 for 16-bit parameters under the fused and Triton kernels),
             ``"bf16"`` or ``"8bit"`` (block-wise quantized, about 1 byte per element per state
-            tensor; see :mod:`rmsprop.torch.quantized`). Lean precisions run on CPU with
+            tensor; see :mod:`rmsprop.torch.lean.storage`). Lean precisions run on CPU with
             ``impl="fused"`` or ``"auto"``; every option works with them.
             A state dict loads with any precision and is converted to this optimizer's;
             ``torch.optim.RMSprop`` reads only ``"fp32"`` state dicts (load a lean one into

@@ -6,7 +6,7 @@ constructor's checks before any group steps) and :func:`checked_state_dict` at t
 ``load_state_dict`` (so that a refused state dict leaves the optimizer as it was). Every error
 names the param group, the parameter (its index in the state dict's order) and the field.
 
-A parameter's state (torch's names; lean storage in :mod:`rmsprop.torch.quantized`):
+A parameter's state (torch's names; lean storage in :mod:`rmsprop.torch.lean.storage`):
 
 =====================  ==========================================================
 ``step``               a real number or 1-element tensor: finite, whole, >= 0
@@ -18,6 +18,11 @@ A parameter's state (torch's names; lean storage in :mod:`rmsprop.torch.quantize
 ``<name>.codes``       uint8 codes with a float32 ``<name>.block_scale``, finite, >= 0
 ``cold_start_guard``   a bool (:mod:`rmsprop.torch.warm_start`)
 =====================  ==========================================================
+
+The last section is what :mod:`rmsprop.checkpoint` reads of a parameter's state
+(:func:`saved_entry_kind`, :func:`saved_state_upgraded`, :func:`held_state_keys`,
+:func:`storage_problem`) and how it marks parameters restored without their state
+(:func:`note_restored`), so that it needs no detail of the storage or of the guard.
 
 An empty state is a parameter that never stepped (a frozen layer), as in torch. A state that
 lacks ``step``, v or a tensor the group's options need is refused, unless the caller asks for a
@@ -31,7 +36,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import TYPE_CHECKING, Any, Mapping, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 import torch
 from torch import Tensor
@@ -39,11 +44,20 @@ from torch import Tensor
 from ..errors import StateDictError
 from ..spec import OPTION_NAMES, RMSpropSpec, check_impl, check_lr
 from ..update import state_keys
-from . import lean_state
+from .lean import optimizer as lean_state
 from .functional import choose_impl
 from .kernels.tensors import dtensor_type, real_view
-from .quantized import CODES_SUFFIX, FORMAT_OF, SCALE_SUFFIX, VARIANCE_OF, storage_problem
-from .warm_start import GUARD_KEY, guard_applies
+from .lean.storage import (
+    CODES_SUFFIX,
+    FORMAT_OF,
+    LEGACY_SCALE_SUFFIX,
+    SCALE_SUFFIX,
+    VARIANCE_OF,
+    logical_keys,
+    storage_problem,
+    upgrade_legacy_scales,
+)
+from .warm_start import GUARD_KEY, clear_restored, guard_applies, mark_restored
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
@@ -55,6 +69,11 @@ __all__ = [
     "check_groups",
     "checked_state_dict",
     "StateDictError",
+    "saved_entry_kind",
+    "saved_state_upgraded",
+    "held_state_keys",
+    "storage_problem",
+    "note_restored",
 ]
 
 MISSING_STATE_POLICIES = ("error", "fresh")
@@ -397,3 +416,44 @@ def _check_values(name: str, value: Any, where: str, floating: bool, nonnegative
 def _local(t: Tensor) -> Tensor:
     dtensor = dtensor_type()
     return cast("DTensor", t).to_local() if dtensor is not None and isinstance(t, dtensor) else t
+
+
+# -- the checkpoint's view (rmsprop.checkpoint) ---------------------------------------------
+
+_SAVED_TENSOR_NAMES = frozenset(
+    name + suffix for name in FORMAT_OF
+    for suffix in ("", CODES_SUFFIX, SCALE_SUFFIX, LEGACY_SCALE_SUFFIX)
+)
+
+
+def saved_entry_kind(name: str) -> str | None:
+    """What entry ``name`` of one parameter's saved state is to :class:`rmsprop.torch.RMSprop`:
+    ``"guard"`` (the cold-start guard's bool), ``"step"`` (the step count), ``"tensor"`` (a
+    state tensor in any storage: torch's names, a centered variance, 8-bit codes and scales,
+    0.1.0's 8-bit scales) or ``None`` (nothing it keeps)."""
+    if name == GUARD_KEY:
+        return "guard"
+    if name == "step":
+        return "step"
+    return "tensor" if name in _SAVED_TENSOR_NAMES else None
+
+
+def saved_state_upgraded(state: Mapping[str, Any]) -> dict[str, Any]:
+    """One parameter's saved state as this version reads it, in a new dict: 8-bit state saved
+    by rmsprop 0.1.0 converted (:func:`rmsprop.torch.lean.storage.upgrade_legacy_scales`)."""
+    return dict(upgrade_legacy_scales(state))
+
+
+def held_state_keys(state: Mapping[str, Any]) -> list[str]:
+    """torch's names of the state tensors that one parameter's ``state`` holds, whatever their
+    storage (8-bit codes of ``square_avg``, or a centered ``variance``, count as
+    ``square_avg``); ``step`` aside."""
+    return logical_keys(state)
+
+
+def note_restored(params: Iterable[Tensor], restored: bool) -> None:
+    """Mark ``params`` as restored from a checkpoint without their optimizer state
+    (``restored``): an RMSprop that then gives them fresh state applies the cold-start guard
+    (:mod:`rmsprop.torch.warm_start`). ``restored=False`` clears the mark (their optimizer state
+    was restored too, or the caller declined the guard)."""
+    (mark_restored if restored else clear_restored)(params)

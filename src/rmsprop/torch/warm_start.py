@@ -3,7 +3,7 @@
 Resuming with the parameters but not the optimizer state resets v to zero (v0), so the first
 updates are too large: with ``v_1 = (1 - rho) g^2`` the first step is
 ``lr * g / sqrt((1 - rho) g^2) = lr / sqrt(1 - rho)`` per coordinate, 10 x lr for rho = 0.99,
-in every coordinate at once (the article, "Implementation"; see ``docs/checkpoint.md``).
+in every coordinate at once (docs/checkpoint.md, "The cold-start guard").
 
 Two remedies:
 

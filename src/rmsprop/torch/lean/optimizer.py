@@ -3,9 +3,9 @@
 :class:`rmsprop.torch.RMSprop` keeps two more group keys, ``state_precision`` (``"fp32"``,
 ``"bf16"`` or ``"8bit"``) and ``min_8bit_size``, and hands the parameters of a lean group to
 :func:`step`, which creates their state in the group's storage (see
-:mod:`rmsprop.torch.quantized`) and runs the kernel that decodes and encodes it: the numba
-kernel on CPU tensors (:mod:`rmsprop.torch.kernels.fused_lowbit`), the Triton kernel on CUDA
-tensors (:mod:`rmsprop.torch.kernels.triton_lowbit`, same format and random bits: a state dict
+:mod:`rmsprop.torch.lean.storage`) and runs the kernel that decodes and encodes it: the
+numba kernel on CPU tensors (:mod:`rmsprop.torch.lean.kernel_cpu`), the Triton kernel on CUDA
+tensors (:mod:`rmsprop.torch.lean.kernel_triton`, same format and random bits: a state dict
 moves between them); :func:`kernel_of` says which. Parameters that keep full-precision state
 (those under ``min_8bit_size`` in an 8-bit group) go back to the ordinary path.
 
@@ -25,11 +25,11 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from ..spec import RMSpropSpec
-from ..update import state_keys
-from .kernels.capabilities import state_dtype, unsupported
-from .kernels.tensors import step_dtype
-from .quantized import (
+from ...spec import RMSpropSpec
+from ...update import state_keys
+from ..kernels.capabilities import state_dtype, unsupported
+from ..kernels.tensors import step_dtype
+from .storage import (
     CODES_SUFFIX,
     SCALE_SUFFIX,
     VARIANCE_OF,
@@ -165,7 +165,7 @@ def step(
                       for s in states]
         else:
             stored = [{k: s[n] for k, n in names.items()} for s in states]
-        _lowbit_step(kernel)(
+        _lean_step(kernel)(
             work, grads, stored, spec,
             lr=float(group["lr"]),
             steps=[int(s["step"].item()) for s in states],
@@ -179,15 +179,15 @@ def step(
     return full
 
 
-def _lowbit_step(kernel: str) -> Any:
+def _lean_step(kernel: str) -> Any:
     """The step function of ``kernel`` (its module imported on first use: numba or Triton)."""
     if kernel == "triton":
-        from .kernels.triton_lowbit import step_lowbit_triton
+        from .kernel_triton import step_lean_triton
 
-        return step_lowbit_triton
-    from .kernels.fused_lowbit import step_lowbit
+        return step_lean_triton
+    from .kernel_cpu import step_lean
 
-    return step_lowbit
+    return step_lean
 
 
 def decode_for_writing(state: dict[str, Any], p: Tensor, dtype: torch.dtype | None = None) -> None:
@@ -206,7 +206,7 @@ def _is_centered(group: dict[str, Any]) -> bool:
 
 def upgraded(state_dict: dict[str, Any]) -> dict[str, Any]:
     """``state_dict`` with 8-bit state saved by 0.1.0 read in this format
-    (:func:`~rmsprop.torch.quantized.upgrade_legacy_scales`): a new dict that shares the
+    (:func:`~rmsprop.torch.lean.storage.upgrade_legacy_scales`): a new dict that shares the
     tensors, or ``state_dict`` itself (never modified) when nothing is old."""
     states = {key: upgrade_legacy_scales(value) if isinstance(value, dict) else value
               for key, value in state_dict["state"].items()}

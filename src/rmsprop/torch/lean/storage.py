@@ -1,4 +1,5 @@
-"""Lean optimizer state: 8-bit block-quantized tensors, bfloat16, and conversions between them.
+"""Lean optimizer state: 8-bit block-quantized tensors, bfloat16, and conversions between them
+(docs/design.md, "The state formats").
 
 ``RMSprop(..., state_precision="8bit")`` stores each state tensor (v, vmax, gbar, b) of a
 parameter with at least ``min_8bit_size`` elements as
@@ -49,7 +50,7 @@ code spacing: rounding to nearest returns the old code and v freezes (the "stuck
 test ``test_round_to_nearest_freezes_an_ema...`` shows it). Rounding is therefore stochastic,
 ``E[q(x)] = x``, so the average moves by the right amount on average (its effect on a
 training run: ``benchmarks/NOTES.md``). The random bits are deterministic for a given
-parameter, step and element (see :mod:`rmsprop.torch.kernels.fused_lowbit`).
+parameter, step and element (see :mod:`rmsprop.torch.lean.kernel_cpu`).
 
 ``state_precision="bf16"`` stores the same tensors as bfloat16 (2 bytes per element), rounded
 stochastically for the same reason (bfloat16 has 8 significant bits).
@@ -66,7 +67,7 @@ import torch
 from torch import Tensor
 
 from .codes import BLOCK, FORMAT_OF, SIGNED, UNSIGNED, CodeFormat
-from .kernels.tensors import real_view
+from ..kernels.tensors import real_view
 
 __all__ = [
     "BLOCK",
@@ -156,7 +157,7 @@ class QuantizedTensor:
         values: Tensor, fmt: CodeFormat, seed: int = 0, stochastic: bool = True
     ) -> "QuantizedTensor":
         """Quantize ``values`` (any real dtype; read as float32) with the kernel's encoder."""
-        from .kernels.fused_lowbit import quantize_into
+        from .kernel_cpu import quantize_into
 
         flat = values.detach().to(device="cpu", dtype=torch.float32).reshape(-1).contiguous()
         codes = torch.empty(flat.numel(), dtype=torch.uint8)

@@ -1,8 +1,8 @@
 """The 8-bit code formats of the lean state: block-scaled minifloats
 (docs/design.md, "The state formats").
 
-A leaf: the kernel (:mod:`rmsprop.torch.kernels.fused_lowbit`) encodes and decodes these, the
-storage (:mod:`rmsprop.torch.quantized`) keeps them.
+A leaf: the kernel (:mod:`rmsprop.torch.lean.kernel_cpu`) encodes and decodes these, the
+storage (:mod:`rmsprop.torch.lean.storage`) keeps them.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ of the rows of the lean kernels' address tables."""
 def seed_of(salt: int, step: int, stream: int) -> int:
     """The 32-bit seed of one state tensor (``stream``) of one parameter at one step
     (splitmix64 of the three numbers): the stochastic rounding of a lean state tensor draws
-    from it (:mod:`rmsprop.torch.kernels.fused_lowbit`, ``triton_lowbit``), so that both
+    from it (:mod:`rmsprop.torch.lean.kernel_cpu`, :mod:`rmsprop.torch.lean.kernel_triton`), so that both
     kernels round alike."""
     mask = (1 << 64) - 1
     z = (salt * 0x9E3779B97F4A7C15 + step * 0xD1B54A32D192ED03 + stream * 0x8CB92BA72F3D8DD7)

@@ -1,6 +1,7 @@
-"""``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass.
+"""``impl="fused"`` with lean state: 8-bit block-quantized or bfloat16 state, in one pass
+(docs/design.md, "The kernels' contract" and "The state formats").
 
-For every block of :data:`~rmsprop.torch.codes.BLOCK` (256) elements the kernel reads the
+For every block of :data:`~rmsprop.torch.lean.codes.BLOCK` (256) elements the kernel reads the
 parameter, the gradient and the stored state once, in two kinds of vectorised loop:
 
 1. one loop decodes the state (``codebook[code] * scale[block]``, computed rather than looked
@@ -9,7 +10,7 @@ parameter, the gradient and the stored state once, in two kinds of vectorised lo
    parameter, and keeps the new state values in local buffers of 256 (in L1) with each
    buffer's absmax (which gives the new scale);
 2. one loop per state tensor encodes its buffer, rounding stochastically by default (see
-   :mod:`rmsprop.torch.quantized` for the formats and why).
+   :mod:`rmsprop.torch.lean.storage` for the formats and why).
 
 The step uses the new state at full float32 precision; only what is stored for the next step
 is rounded. Memory traffic per element: parameter and gradient, plus one byte per state tensor
@@ -20,12 +21,12 @@ of (the parameter's index in the optimizer, the step, the state tensor, the bloc
 :func:`_encode`). A step is deterministic, does not depend on the number of threads, and a run
 resumed from a state dict continues bit for bit.
 
-Threads: the kernel releases the GIL and runs on the thread pool of :mod:`.fused_cpu`, as many
+Threads: the kernel releases the GIL and runs on the thread pool of :mod:`rmsprop.torch.kernels.fused_cpu`, as many
 threads as torch uses, each on a run of chunks of equal size.
 
 Compile-time variants: which state tensors exist (amsgrad, centered, momentum), the form of
 momentum (``lr_in_momentum``, ``nesterov``), the storage, the parameter dtype and the
-rounding. The other options are run-time flags, as in :mod:`.fused_cpu`, so the option matrix
+rounding. The other options are run-time flags, as in :mod:`rmsprop.torch.kernels.fused_cpu`, so the option matrix
 costs at most 20 compilations per storage and dtype, each cached on disk by numba. The form of
 momentum is compiled in because LLVM turns those two flags into selects, computing all four
 forms for every element, and this step is bound by arithmetic, not memory (the cost measured:
@@ -45,16 +46,16 @@ from torch import Tensor
 
 from ...element import CODE_FINGERPRINT, Flags, Hyper
 from ...spec import RMSpropSpec
-from ..codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
-from .flat import chunk_table, flags_of, scalars_of
-from .fused_cpu import rmsprop_element
-from .numba_support import (
+from .codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
+from ..kernels.flat import chunk_table, flags_of, scalars_of
+from ..kernels.fused_cpu import rmsprop_element
+from ..kernels.numba_support import (
     bf16_to_f32, bits_of, f16_to_f32, f32_to_bf16, f32_to_f16, float_of_bits, run_on_threads,
     umax32, voidptr,
 )
 
-__all__ = ["STATE_KEYS", "LowbitVariant", "kernel_for", "quantize_into", "hash32",
-           "step_lowbit", "seed_of", "CHUNK_BLOCKS"]
+__all__ = ["STATE_KEYS", "LeanVariant", "kernel_for", "quantize_into", "hash32",
+           "step_lean", "seed_of", "CHUNK_BLOCKS"]
 
 CHUNK_BLOCKS = 64
 """Blocks per unit of parallel work (16384 elements)."""
@@ -164,7 +165,7 @@ def _encode(values, n, codes, base, stochastic, top_bits, signed, top, smallest_
 @njit(inline="always")
 def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
     """The codebook value of the magnitude code ``magnitude``
-    (:attr:`~rmsprop.torch.codes.CodeFormat.codebook`), computed from its bits: shifted
+    (:attr:`~rmsprop.torch.lean.codes.CodeFormat.codebook`), computed from its bits: shifted
     into a float32's mantissa and exponent fields, the exponent rebiased by adding
     ``normal_bits = (127 - bias) << 23``. A subnormal code (field 0: ``f * 2**-m * c`` with
     ``c = 2**(1 - bias)``, the smallest normal) is read as the normal ``c * (1 + f * 2**-m)``
@@ -180,14 +181,14 @@ def _magnitude(magnitude, mantissa_bits, normal_bits, smallest_normal):
 
 @njit(inline="always")
 def decode_unsigned(code, scale):
-    """The value of an unsigned code (:data:`~rmsprop.torch.codes.UNSIGNED`) in a block of
+    """The value of an unsigned code (:data:`~rmsprop.torch.lean.codes.UNSIGNED`) in a block of
     scale ``scale``: ``codebook[code] * scale``."""
     return _magnitude(_U32(code), _U_M, _U_NORMAL_BITS, _U_SMALLEST) * scale
 
 
 @njit(inline="always")
 def decode_signed(code, scale, negative_scale):
-    """The value of a signed code (:data:`~rmsprop.torch.codes.SIGNED`) in a block of scale
+    """The value of a signed code (:data:`~rmsprop.torch.lean.codes.SIGNED`) in a block of scale
     ``scale``, ``codebook[code] * scale``, as the magnitude times ``scale`` or
     ``negative_scale = -scale`` (the same product: rounding is symmetric); the sign picks a
     scale, which is cheaper than setting the bit in each value."""
@@ -208,21 +209,21 @@ def _format_constants(fmt: CodeFormat) -> tuple:
  _S_NORMAL_BITS) = _format_constants(SIGNED)
 # numba folds the constants above into the compiled code but keys its disk cache on a
 # function's own bytecode and closure only: the compiled functions capture this fingerprint so
-# that a change of format (in rmsprop.torch.codes) compiles them afresh.
+# that a change of format (in rmsprop.torch.lean.codes) compiles them afresh.
 _FORMATS = (UNSIGNED.exponent_bits, UNSIGNED.mantissa_bits, SIGNED.exponent_bits,
             SIGNED.mantissa_bits, BLOCK)
 
 
 @njit(inline="always")
 def encode_unsigned(values, n, codes, base, stochastic, top_bits):
-    """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.codes.UNSIGNED`)."""
+    """:func:`_encode` in the format of v and vmax (:data:`~rmsprop.torch.lean.codes.UNSIGNED`)."""
     return _encode(values, n, codes, base, stochastic, top_bits, _U_SIGNED, _U_TOP,
                    _U_SMALLEST, _U_OFFSET, _U_M, _U_MAX)
 
 
 @njit(inline="always")
 def encode_signed(values, n, codes, base, stochastic, top_bits):
-    """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.codes.SIGNED`)."""
+    """:func:`_encode` in the format of gbar and b (:data:`~rmsprop.torch.lean.codes.SIGNED`)."""
     return _encode(values, n, codes, base, stochastic, top_bits, _S_SIGNED, _S_TOP,
                    _S_SMALLEST, _S_OFFSET, _S_M, _S_MAX)
 
@@ -242,6 +243,41 @@ def encode_bf16(values, n, out, base, stochastic):
         out[i] = _BF16_NAN if (raw & _ABS_MASK) > _INF_BITS else rounded
 
 
+@njit(inline="always")
+def _decoded(q8, signed, stored, i, scale):
+    """Element ``i`` of one state tensor's block: an 8-bit code (``q8``) in the format of gbar
+    and b (``signed``) or of v and vmax, in a block of scale ``scale``; or bfloat16 bits."""
+    if q8:
+        if signed:
+            return decode_signed(stored[i], scale, -scale)
+        return decode_unsigned(stored[i], scale)
+    return bf16_to_f32(stored[i])
+
+
+@njit(inline="always")
+def _kept(buffer, i, x, top_bits):
+    """``x`` kept as element ``i`` of a state tensor's new block; returns the block's
+    :func:`block_top_bits` so far."""
+    buffer[i] = x
+    return umax32(top_bits, abs_bits(x))
+
+
+@njit(inline="always")
+def _encoded(q8, signed, values, n, stored, scales, blk, seed, stochastic, top_bits):
+    """Store block ``blk`` of one state tensor, ``values[:n]``, into ``stored``: 8-bit codes
+    (``q8``, in the format of gbar and b if ``signed``, else of v and vmax) with the block's
+    scale into ``scales[blk]``, or bfloat16 bits; the random bits are those of
+    ``hash32(seed, blk)`` (see :func:`_encode`)."""
+    base = hash32(seed, blk)
+    if q8:
+        if signed:
+            scales[blk] = encode_signed(values, n, stored, base, stochastic, top_bits)
+        else:
+            scales[blk] = encode_unsigned(values, n, stored, base, stochastic, top_bits)
+    else:
+        encode_bf16(values, n, stored, base, stochastic)
+
+
 @functools.lru_cache(maxsize=None)
 def _quantizer(formats: tuple):
     @njit(cache=True)
@@ -250,15 +286,9 @@ def _quantizer(formats: tuple):
         for blk in range(scale.size):
             lo = blk * BLOCK
             n = min(BLOCK, flat.size - lo)
-            base = hash32(seed, blk)
             values = flat[lo : lo + n].copy()
-            top_bits = block_top_bits(values, n)
-            if signed:
-                scale[blk] = encode_signed(values, n, codes[lo : lo + n], base, stochastic,
-                                           top_bits)
-            else:
-                scale[blk] = encode_unsigned(values, n, codes[lo : lo + n], base, stochastic,
-                                             top_bits)
+            _encoded(True, signed, values, n, codes[lo : lo + n], scale, blk, seed, stochastic,
+                     block_top_bits(values, n))
 
     return quantize
 
@@ -274,7 +304,7 @@ def quantize_into(
     _quantizer(_FORMATS)(flat, codes, scale, _U32(seed), fmt.signed, stochastic)
 
 
-class LowbitVariant(NamedTuple):
+class LeanVariant(NamedTuple):
     """What a compiled kernel is specialised on."""
 
     amsgrad: bool
@@ -294,7 +324,7 @@ _PARAM, _GRAD, _CODES, _SCALES = 0, 1, 2, 6
 
 
 @functools.lru_cache(maxsize=None)
-def kernel_for(variant: LowbitVariant):
+def kernel_for(variant: LeanVariant):
     """The kernel of one variant (a closure whose captured flags numba folds as constants)."""
     amsgrad, centered, momentum, lr_in_momentum, nesterov, param_format, storage, stochastic = \
         variant
@@ -348,20 +378,14 @@ def kernel_for(variant: LowbitVariant):
                 # One loop decodes, updates and keeps the new state in the buffers and its
                 # block max: the decoding's integer work overlaps the update's divide and root.
                 # centered: v and vmax are stored as v - gbar^2 and vmax - gbar^2 (see
-                # rmsprop.torch.quantized.VARIANCE_OF): decoded back with the decoded gbar
+                # rmsprop.torch.lean.storage.VARIANCE_OF): decoded back with the decoded gbar
                 v_top, vmax_top = _U32(0), _U32(0)
                 gbar_top, b_top = _U32(0), _U32(0)
                 for i in range(n):
-                    if q8:
-                        v = decode_unsigned(v_block[i], sv)
-                        vmax = decode_unsigned(vmax_block[i], svmax) if amsgrad else zero
-                        gbar = decode_signed(gbar_block[i], sgbar, -sgbar) if centered else zero
-                        b = decode_signed(b_block[i], sb, -sb) if momentum else zero
-                    else:
-                        v = bf16_to_f32(v_block[i])
-                        vmax = bf16_to_f32(vmax_block[i]) if amsgrad else zero
-                        gbar = bf16_to_f32(gbar_block[i]) if centered else zero
-                        b = bf16_to_f32(b_block[i]) if momentum else zero
+                    v = _decoded(q8, False, v_block, i, sv)
+                    vmax = _decoded(q8, False, vmax_block, i, svmax) if amsgrad else zero
+                    gbar = _decoded(q8, True, gbar_block, i, sgbar) if centered else zero
+                    b = _decoded(q8, True, b_block, i, sb) if momentum else zero
                     if centered:
                         v = v + gbar * gbar
                         vmax = vmax + gbar * gbar
@@ -391,45 +415,29 @@ def kernel_for(variant: LowbitVariant):
                         if amsgrad:
                             w = vmax - gbar_squared
                             vmax = zero if w < zero else w
-                        gbar_new[i] = gbar
-                        gbar_top = umax32(gbar_top, abs_bits(gbar))
-                    v_new[i] = v
-                    v_top = umax32(v_top, abs_bits(v))
+                        gbar_top = _kept(gbar_new, i, gbar, gbar_top)
+                    v_top = _kept(v_new, i, v, v_top)
                     if amsgrad:
-                        vmax_new[i] = vmax
-                        vmax_top = umax32(vmax_top, abs_bits(vmax))
+                        vmax_top = _kept(vmax_new, i, vmax, vmax_top)
                     if momentum:
-                        b_new[i] = b
-                        b_top = umax32(b_top, abs_bits(b))
-                if q8:
-                    v_scale[blk] = encode_unsigned(
-                        v_new, n, v_block, hash32(seeds[0, t], blk), stochastic, v_top)
-                    if amsgrad:
-                        vmax_scale[blk] = encode_unsigned(
-                            vmax_new, n, vmax_block, hash32(seeds[1, t], blk), stochastic,
-                            vmax_top)
-                    if centered:
-                        gbar_scale[blk] = encode_signed(
-                            gbar_new, n, gbar_block, hash32(seeds[2, t], blk), stochastic,
-                            gbar_top)
-                    if momentum:
-                        b_scale[blk] = encode_signed(
-                            b_new, n, b_block, hash32(seeds[3, t], blk), stochastic, b_top)
-                else:
-                    encode_bf16(v_new, n, v_block, hash32(seeds[0, t], blk), stochastic)
-                    if amsgrad:
-                        encode_bf16(vmax_new, n, vmax_block, hash32(seeds[1, t], blk),
-                                    stochastic)
-                    if centered:
-                        encode_bf16(gbar_new, n, gbar_block, hash32(seeds[2, t], blk),
-                                    stochastic)
-                    if momentum:
-                        encode_bf16(b_new, n, b_block, hash32(seeds[3, t], blk), stochastic)
+                        b_top = _kept(b_new, i, b, b_top)
+                # one call per state tensor: 8-bit codes and scale, or bfloat16 bits
+                _encoded(q8, False, v_new, n, v_block, v_scale, blk, seeds[0, t], stochastic,
+                         v_top)
+                if amsgrad:
+                    _encoded(q8, False, vmax_new, n, vmax_block, vmax_scale, blk, seeds[1, t],
+                             stochastic, vmax_top)
+                if centered:
+                    _encoded(q8, True, gbar_new, n, gbar_block, gbar_scale, blk, seeds[2, t],
+                             stochastic, gbar_top)
+                if momentum:
+                    _encoded(q8, True, b_new, n, b_block, b_scale, blk, seeds[3, t], stochastic,
+                             b_top)
 
     return kernel
 
 
-def step_lowbit(
+def step_lean(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
     stored: Sequence[dict[str, Any]],
@@ -454,7 +462,7 @@ def step_lowbit(
     if not params:
         return
     flags = flags_of(spec)
-    variant = LowbitVariant(flags.amsgrad, flags.centered, flags.momentum,
+    variant = LeanVariant(flags.amsgrad, flags.centered, flags.momentum,
                             flags.momentum and flags.lr_in_momentum,
                             flags.momentum and flags.nesterov,
                             _FORMAT_OF_DTYPE[params[0].dtype], storage, stochastic)

@@ -1,15 +1,15 @@
 """Lean state on the GPU: 8-bit block-quantized or bfloat16 state in one Triton launch.
 
-The state format, the codes and the random bits of :mod:`.fused_lowbit` (the CPU kernel), so
+The state format, the codes and the random bits of :mod:`.kernel_cpu` (the CPU kernel), so
 that a state dict moves between the two and continues with the same numbers:
 
-* 8-bit: the minifloats of :mod:`rmsprop.torch.codes` (``UNSIGNED`` for v and vmax, ``SIGNED``
+* 8-bit: the minifloats of :mod:`rmsprop.torch.lean.codes` (``UNSIGNED`` for v and vmax, ``SIGNED``
   for gbar and b), one float32 scale per block of ``BLOCK`` = 256 elements; centered state is
-  stored as ``v - gbar**2`` (:data:`rmsprop.torch.quantized.VARIANCE_OF`);
+  stored as ``v - gbar**2`` (:data:`rmsprop.torch.lean.storage.VARIANCE_OF`);
 * bfloat16: the state's upper 16 bits;
 * rounding stochastic by default: element ``i`` of block ``k`` of a state tensor adds the top
   bits of ``hash32(seed, k) + i * 0x9E3779B9`` (mod 2**32), ``seed = seed_of(salt, step,
-  stream)``, as :func:`.fused_lowbit._encode` does.
+  stream)``, as :func:`.kernel_cpu._encode` does.
 
 Program ``p`` of the launch updates :data:`ROWS` quantization blocks of one tensor (a table
 says which tensor and which first block) as a ``ROWS x 256`` tile: it decodes the state,
@@ -28,7 +28,7 @@ outside the values a block decodes to:
 * subnormal float32 values, if the device flushed them: Triton does not ask for flushing
   (no ``.ftz`` in the PTX, checked by ``tests/lean_state/test_triton_lowbit_compile.py``).
 
-Triton is imported with this module, which :mod:`rmsprop.torch.lean_state` imports only when
+Triton is imported with this module, which :mod:`rmsprop.torch.lean.optimizer` imports only when
 a lean step runs on the GPU (or under the interpreter).
 """
 
@@ -45,16 +45,16 @@ from torch import Tensor
 
 from ...element import Flags, Hyper
 from ...spec import RMSpropSpec
-from ..codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
-from .flat import chunk_table, flags_of, scalars_of
-from .triton_kernel import rmsprop_element
+from .codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
+from ..kernels.flat import chunk_table, flags_of, scalars_of
+from ..kernels.triton_kernel import rmsprop_element
 
-__all__ = ["ROWS", "hash32", "step_lowbit_triton"]
+__all__ = ["ROWS", "hash32", "step_lean_triton"]
 
 ROWS = 8
 """Quantization blocks per program (2048 elements)."""
 
-# Wellons' lowbias32 and the Weyl increment, fused_lowbit.hash32's (tests/lean_state/test_triton_lowbit.py
+# Wellons' lowbias32 and the Weyl increment, kernel_cpu.hash32's (tests/lean_state/test_triton_lowbit.py
 # compares the codes of both kernels under stochastic rounding, which draws from these)
 _GOLDEN: tl.constexpr = tl.constexpr(0x9E3779B9)
 _MIX1: tl.constexpr = tl.constexpr(0x7FEB352D)
@@ -65,7 +65,7 @@ _NAN_BITS: tl.constexpr = tl.constexpr(0x7FC00000)  # numpy's (and numba's) floa
 _FLOAT32_MAX: tl.constexpr = tl.constexpr(float(np.finfo(np.float32).max))
 
 _PARAM_TYPE = {torch.float32: tl.float32, torch.bfloat16: tl.uint16, torch.float16: tl.float16}
-# Rows of the address table, as fused_lowbit's: param, grad, then codes (or bfloat16 bits)
+# Rows of the address table, as kernel_cpu's: param, grad, then codes (or bfloat16 bits)
 # and scales per state key in the order of STATE_KEYS.
 _PARAM: tl.constexpr = tl.constexpr(0)
 _GRAD: tl.constexpr = tl.constexpr(1)
@@ -90,7 +90,7 @@ _FORMATS = {**_format_constants(UNSIGNED), **_format_constants(SIGNED)}
 
 @triton.jit
 def hash32(seed, index):
-    """32 random bits for ``index`` under ``seed`` (uint32): :func:`.fused_lowbit.hash32`."""
+    """32 random bits for ``index`` under ``seed`` (uint32): :func:`.kernel_cpu.hash32`."""
     x = index * _GOLDEN + seed
     x = x ^ (x >> 16)
     x = x * _MIX1
@@ -102,7 +102,7 @@ def hash32(seed, index):
 @triton.jit
 def _decode(code, scale, SIGNED: tl.constexpr, M: tl.constexpr, NORMAL_BITS: tl.constexpr,
             SMALLEST: tl.constexpr):
-    """``codebook[code] * scale`` from the code's bits, as :func:`.fused_lowbit._magnitude`
+    """``codebook[code] * scale`` from the code's bits, as :func:`.kernel_cpu._magnitude`
     and ``decode_signed``/``decode_unsigned`` compute it (``scale``: one per row)."""
     c = code.to(tl.uint32)
     if SIGNED:
@@ -147,7 +147,7 @@ def _randoms(seed, blocks, lanes):
 def _encode(values, top_bits, randoms, STOCHASTIC: tl.constexpr, SIGNED: tl.constexpr,
             TOP: tl.constexpr, SMALLEST: tl.constexpr, OFFSET: tl.constexpr,
             M: tl.constexpr, MAX: tl.constexpr):
-    """Codes and per-row scales of ``values``, as :func:`.fused_lowbit._encode`."""
+    """Codes and per-row scales of ``values``, as :func:`.kernel_cpu._encode`."""
     absmax = tl.where(top_bits < _INF_BITS, top_bits, _NAN_BITS).to(tl.uint32).to(
         tl.float32, bitcast=True)
     positive = absmax > 0.0
@@ -172,7 +172,7 @@ def _encode(values, top_bits, randoms, STOCHASTIC: tl.constexpr, SIGNED: tl.cons
 
 @triton.jit
 def _encode_bf16(values, randoms, STOCHASTIC: tl.constexpr):
-    """float32 -> bfloat16 bits, as :func:`.fused_lowbit.encode_bf16`."""
+    """float32 -> bfloat16 bits, as :func:`.kernel_cpu.encode_bf16`."""
     raw = values.to(tl.uint32, bitcast=True)
     if STOCHASTIC:
         rounded = (raw + (randoms >> 16)) >> 16
@@ -273,7 +273,7 @@ def _lowbit_kernel(
     if CENTERED:
         gbar = _load_state(addresses, n_tensors, t, 2, offsets, mask, blocks, row_mask, Q8,
                            True, S_M, S_NORMAL_BITS, S_SMALLEST)
-        # stored as v - gbar**2 (rmsprop.torch.quantized.VARIANCE_OF)
+        # stored as v - gbar**2 (rmsprop.torch.lean.storage.VARIANCE_OF)
         v = v + gbar * gbar
         vmax = vmax + gbar * gbar
     if MOMENTUM:
@@ -315,7 +315,7 @@ def _lowbit_kernel(
                      b, Q8, STOCHASTIC, True, S_TOP, S_SMALLEST, S_OFFSET, S_M, S_MAX)
 
 
-def step_lowbit_triton(
+def step_lean_triton(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
     stored: Sequence[dict[str, Any]],
@@ -327,7 +327,7 @@ def step_lowbit_triton(
     stochastic: bool = True,
 ) -> None:
     """One step of every parameter whose state is stored as ``storage`` ("8bit" or "bf16"),
-    in one launch: the arguments and the results of :func:`.fused_lowbit.step_lowbit`, for
+    in one launch: the arguments and the results of :func:`.kernel_cpu.step_lean`, for
     tensors on one CUDA device (or on the CPU under ``TRITON_INTERPRET=1``).
 
     Args:
