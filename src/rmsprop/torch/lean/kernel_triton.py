@@ -361,7 +361,7 @@ def step_lean_triton(
                 addresses[_CODES.value + row, t] = state[key].data_ptr()
             seeds[row, t] = seed_of(salts[t], steps[t], row)
     numels = np.array([p.numel() for p in params], dtype=np.int64)
-    hyper, corrections = scalars_of(spec, lr, steps, n, np.float32)
+    hyper, corrections = scalars_of(spec, lr, steps, n, np.dtype(np.float32))
     blocks = (numels + BLOCK - 1) // BLOCK
     program_tensor, program_block, _ = chunk_table(blocks, ROWS)
     if program_tensor.size == 0:
