@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar, cast
 
 import numpy as np
@@ -20,7 +21,9 @@ from ..errors import StateDictError
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
-from . import lean_state, state_schema
+from . import group_plan, lean_state, state_schema
+from .group_plan import GroupPlan
+from .kernels import PLANNED, TensorLists, plannable
 from .kernels.capabilities import state_dtype
 from .kernels.tensors import all_finite, step_dtype
 from .quantized import DEFAULT_MIN_8BIT_SIZE
@@ -264,6 +267,7 @@ class RMSprop(Optimizer):
                         device=p.device if group["capturable"] else None,
                     )
         note_loaded_guards(self)  # an unpickled optimizer resumes its cold-start guard too
+        group_plan.forget(self)
 
     def load_state_dict(self, state_dict: dict[str, Any], *, missing_state: str = "error") -> None:
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first.
@@ -288,6 +292,7 @@ class RMSprop(Optimizer):
         state_dict, fresh = state_schema.checked_state_dict(self, state_dict, missing_state)
         with lean_state.loading(self, state_dict):  # keeps our settings, converts the state
             super().load_state_dict(state_dict)
+        group_plan.forget(self)  # the next step gathers the loaded state
         note_loaded_guards(self)
         if fresh:
             warnings.warn(
@@ -358,63 +363,77 @@ class RMSprop(Optimizer):
                 loss = closure()
 
         state_schema.check_groups(self)  # options written into param_groups since the last step
-        work = []
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError("RMSprop does not support sparse gradients")
-            impl = self.impl_of(group, params) if params else None
-            if params and group["capturable"]:
-                _check_capturable_devices(self, params)
-            if params and group["state_precision"] != "fp32":
-                lean_state.check_state(self, group, params)
-            work.append((group, params, self.spec_of(group), impl))
-
-        # Each policy answers for its own groups' gradients: a NaN in a "skip" group skips
-        # the step, it does not raise because another group says "raise".
-        grads_of = {policy: [p.grad for _, params, spec, _ in work if spec.nonfinite == policy
-                             for p in params] for policy in ("raise", "skip")}
-        if grads_of["raise"] and not all_finite(grads_of["raise"]):
-            groups = [i for i, (_, params, spec, _) in enumerate(work)
-                      if spec.nonfinite == "raise" and params
-                      and not all_finite([p.grad for p in params])]
-            raise NonFiniteGradientError(
-                f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
-                "(nonfinite='raise'); parameters and optimizer state are unchanged"
-            )
-        if grads_of["skip"] and not all_finite(grads_of["skip"]):
+        work = [self._work_of(group) for group in self.param_groups]
+        if not _gradients_pass(work):  # nonfinite="skip" found a NaN or inf
             for group in self.param_groups:
                 group["skipped_steps"] += 1
             return loss
-
-        for group, group_params, group_spec, impl in work:
-            if impl is None:  # no parameter of the group has a gradient
-                continue
-            # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
-            for params, spec in split_cold(self, group_params, group_spec):
-                if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
-                    params = lean_state.step(self, group, params, spec)
-                # every tensor the group's options need (a guarded batch steps with fewer)
-                states = [self._state_of(p, group_spec, state_dtype(impl, p.dtype),
-                                         group["capturable"])
-                          for p in params]
-                rmsprop(
-                    params,
-                    cast(list[Tensor], [p.grad for p in params]),  # all set: see `work`
-                    [s["square_avg"] for s in states],
-                    [s["step"] for s in states],
-                    max_square_avgs=[s["max_square_avg"] for s in states] if spec.amsgrad
-                    else [],
-                    grad_avgs=[s["grad_avg"] for s in states] if spec.centered else [],
-                    momentum_buffers=[s["momentum_buffer"] for s in states]
-                    if spec.momentum > 0 else [],
-                    spec=spec,
-                    lr=group["lr"],
-                    impl=impl,
-                    differentiable=group["differentiable"],
-                )
+        for item in work:
+            if item.impl is not None:  # None: no parameter of the group has a gradient
+                self._step_group(item)
         return loss
+
+    def _work_of(self, group: dict[str, Any]) -> "_Work":
+        """What ``group`` steps this time, checked before any group changes: its plan's, when
+        the plan still holds (:mod:`rmsprop.torch.group_plan`), else gathered here."""
+        spec = self.spec_of(group)
+        plan = group_plan.plans_of(self).get(id(group))
+        if plan is not None:
+            grads = plan.grads(self, group, spec)
+            if grads is not None:
+                return _Work(group, plan.params, grads, spec, plan.impl, plan)
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError("RMSprop does not support sparse gradients")
+        impl = self.impl_of(group, params) if params else None
+        if params and group["capturable"]:
+            _check_capturable_devices(self, params)
+        if params and group["state_precision"] != "fp32":
+            lean_state.check_state(self, group, params)
+        return _Work(group, params, [p.grad for p in params], spec, impl, None)
+
+    def _step_group(self, item: "_Work") -> None:
+        """One group's step (after every group's checks passed)."""
+        group, spec = item.group, item.spec
+        # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
+        batches = split_cold(self, item.params, spec)
+        if item.plan is not None and len(batches) == 1 and batches[0][0] is item.params \
+                and batches[0][1] is spec:
+            _run_plan(item.plan, group, spec)
+            return
+        for params, batch_spec in batches:
+            if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
+                params = lean_state.step(self, group, params, batch_spec)
+            # every tensor the group's options need (a guarded batch steps with fewer)
+            states = [self._state_of(p, spec, state_dtype(item.impl, p.dtype),
+                                     group["capturable"])
+                      for p in params]
+            tensors = TensorLists(
+                params,
+                cast(list[Tensor], [p.grad for p in params]),  # all set: see `_work_of`
+                [s["square_avg"] for s in states],
+                [s["step"] for s in states],
+                [s["max_square_avg"] for s in states] if batch_spec.amsgrad else [],
+                [s["grad_avg"] for s in states] if batch_spec.centered else [],
+                [s["momentum_buffer"] for s in states] if batch_spec.momentum > 0 else [],
+            )
+            if (params is item.params and batch_spec is spec and item.impl in PLANNED
+                    and group["state_precision"] == "fp32" and plannable(tensors)):
+                plan = GroupPlan.build(self, group, params, states, tensors, spec, item.impl)
+                if plan is not None:
+                    group_plan.plans_of(self)[id(group)] = plan
+                    _run_plan(plan, group, spec)
+                    continue
+            rmsprop(
+                params, tensors.grads, tensors.square_avgs, tensors.steps,
+                max_square_avgs=tensors.max_square_avgs, grad_avgs=tensors.grad_avgs,
+                momentum_buffers=tensors.momentum_buffers,
+                spec=batch_spec,
+                lr=group["lr"],
+                impl=item.impl,
+                differentiable=group["differentiable"],
+            )
 
     def warm_start(self, closure: Callable[[], Any], steps: int = 10) -> list[Any]:
         """Re-estimate v from ``steps`` batches; params do not move.
@@ -432,7 +451,10 @@ class RMSprop(Optimizer):
         Returns:
             The closure's losses.
         """
-        return warm_start(self, closure, steps)
+        try:
+            return warm_start(self, closure, steps)
+        finally:
+            group_plan.forget(self)
 
 
 def _check_torch_path_options(group: dict[str, Any], index: int | None) -> None:
@@ -469,3 +491,47 @@ def _check_capturable_devices(optimizer: RMSprop, params: list[Tensor]) -> None:
                 "If capturable=True, params and state_steps must be on supported devices: "
                 f"{list(_CAPTURABLE_DEVICES)}."
             )
+
+
+@dataclass
+class _Work:
+    """One group's share of a step: its parameters with a gradient, those gradients, its
+    options, the implementation that runs it and its plan (if one holds)."""
+
+    group: dict[str, Any]
+    params: list[Tensor]
+    grads: list[Tensor]
+    spec: RMSpropSpec
+    impl: str | None
+    plan: GroupPlan | None
+
+
+def _gradients_pass(work: list[_Work]) -> bool:
+    """The ``nonfinite`` policies, before anything changes: raise
+    :class:`NonFiniteGradientError` for a NaN or inf in a ``"raise"`` group; ``False`` when
+    a ``"skip"`` group holds one (the whole step is skipped).
+
+    Each policy answers for its own groups' gradients: a NaN in a "skip" group skips the
+    step, it does not raise because another group says "raise".
+    """
+    grads_of = {policy: [g for item in work if item.spec.nonfinite == policy
+                         for g in item.grads] for policy in ("raise", "skip")}
+    if grads_of["raise"] and not all_finite(grads_of["raise"]):
+        groups = [i for i, item in enumerate(work)
+                  if item.spec.nonfinite == "raise" and item.grads
+                  and not all_finite(item.grads)]
+        raise NonFiniteGradientError(
+            f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
+            "(nonfinite='raise'); parameters and optimizer state are unchanged"
+        )
+    return not (grads_of["skip"] and not all_finite(grads_of["skip"]))
+
+
+def _run_plan(plan: GroupPlan, group: dict[str, Any], spec: RMSpropSpec) -> None:
+    """A planned group's step: one kernel launch per storage format, one add for the step
+    counters (the numbers of :func:`rmsprop.torch.functional.rmsprop`, bit for bit)."""
+    lr = group["lr"]
+    lr = lr.item() if isinstance(lr, Tensor) else float(lr)
+    steps = plan.step_values() if spec.bias_correction else None
+    PLANNED[plan.impl](plan.kernel, spec, lr, steps)
+    plan.counters.add_(1.0)

@@ -44,12 +44,12 @@ from .numba_support import bf16_to_f32 as _bf16_to_f32
 from .numba_support import f16_to_f32 as _f16_to_f32
 from .numba_support import f32_to_bf16 as _f32_to_bf16
 from .numba_support import f32_to_f16 as _f32_to_f16
+from .plan import CHUNK, KernelPlan
 from .tensors import TensorLists, as_real
 
-__all__ = ["CHUNK", "MIN_PER_THREAD", "PIECES_PER_THREAD", "fused", "rmsprop_element"]
+__all__ = ["CHUNK", "MIN_PER_THREAD", "PIECES_PER_THREAD", "fused", "rmsprop_element",
+           "run_plan"]
 
-CHUNK = 1 << 16
-"""Elements per unit of parallel work (256 KiB of float32 per array)."""
 
 _RAW_DTYPE = {"f32": np.float32, "f64": np.float64, "bf16": np.uint16, "f16": np.uint16}
 
@@ -201,3 +201,24 @@ def fused(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] |
              hyper, corrections, flags.maximize, flags.l2, flags.decoupled,
              flags.bias_correction, flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
         table.finish()
+
+
+def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
+             steps: Sequence[float] | None) -> None:
+    """One step of the tensors of ``plan`` (its gradient row set for this step): the kernel
+    of :func:`fused`, on tables built once; ``steps`` (the new t of each tensor, in the plan's
+    order) only with bias correction."""
+    flags = plan.flags
+    for group in plan.groups:
+        group_steps = None
+        if steps is not None:
+            group_steps = (steps if group.index.size == len(steps)
+                           else [steps[i] for i in group.index.tolist()])
+        hyper, corrections = scalars_of(spec, lr, group_steps, group.index.size, group.compute)
+        kernel = _kernel_for(flags.amsgrad, flags.centered, flags.momentum,
+                             group.param_format, group.state_format)
+        run_on_threads(kernel, group.chunk_length, group.addresses, group.chunk_tensor,
+                       group.chunk_start, group.chunk_length, hyper, corrections,
+                       flags.maximize, flags.l2, flags.decoupled, flags.bias_correction,
+                       flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
+    plan.finish()
