@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..spec import RMSpropSpec
+from .flat_layout import FlatLayout
 from .kernels import KernelPlan
 from .kernels.tensors import TensorLists
 
@@ -47,6 +48,14 @@ _PTR = Tensor.data_ptr
 _NUMEL = Tensor.numel
 _CONTIGUOUS = Tensor.is_contiguous
 _PLANS = "_rmsprop_plans"  # the optimizer's __dict__ entry: {id(group): GroupPlan}
+# The state key of each list of TensorLists (None: not a state tensor).
+_NAMES = (None, None, "square_avg", "step", "max_square_avg", "grad_avg", "momentum_buffer")
+
+
+def _state_names(tensors: TensorLists) -> tuple[str, ...]:
+    """The state keys (but ``step``) whose lists ``tensors`` holds."""
+    return tuple(name for name, lst in zip(_NAMES, tensors.fields())
+                 if name and name != "step" and lst)
 
 
 def plans_of(optimizer: Any) -> dict[int, "GroupPlan"]:
@@ -83,30 +92,47 @@ class GroupPlan:
     state_len: int
     counters: Tensor
     kernel: KernelPlan
+    layout: FlatLayout | None = None
 
     @classmethod
     def build(cls, optimizer: Any, group: dict[str, Any], params: list[Tensor],
               states: list[dict[str, Any]], tensors: TensorLists, spec: RMSpropSpec,
-              impl: str) -> "GroupPlan | None":
+              impl: str, layout: FlatLayout | None = None) -> "GroupPlan | None":
         """The plan of ``group`` stepping ``params`` (those with a gradient) with ``states``
-        (created); ``None`` when the step counters cannot be gathered (mixed dtypes or
-        devices, as a loaded state dict may leave them)."""
+        (created) and ``tensors`` (their lists); ``None`` when the step counters cannot be
+        gathered (mixed dtypes or devices, as a loaded state dict may leave them).
+
+        With a flat ``layout`` holding every parameter of the group (each with its gradient
+        bound to its view), the state is moved into the layout's buffers and, without bias
+        correction (one ``1 - rho^t`` for all), the kernel walks the buffers as one tensor.
+        """
         steps = [s["step"] for s in states]
         first = steps[0]
         if not all(isinstance(s, Tensor) and s.dim() == 0 and s.dtype == first.dtype
                    and s.device == first.device for s in steps):
             return None
-        counters = torch.stack([s.detach() for s in steps]) if steps else first.new_zeros(0)
+        group_params = list(group["params"])
+        if layout is not None and not (
+                len(params) == len(group_params) and layout.intact()
+                and layout.adopt_state(states, _state_names(tensors))):
+            layout = None
+        counters = torch.stack([s.detach() for s in steps])
         for state, view in zip(states, counters.unbind()):
             state["step"] = view
-        tensors.steps[:] = list(counters.unbind())
+        tensors = TensorLists(*[[s[name] for s in states] if name and lst else lst
+                                for name, lst in zip(_NAMES, tensors.fields())])
+        if layout is not None and not spec.bias_correction:
+            buffers = {**layout.state_buffers, "step": None}
+            tensors = TensorLists(
+                [layout.param_buffer], [layout.grad_buffer],
+                *[([buffers[name]] if name != "step" else lst[:1]) if lst else []
+                  for name, lst in zip(_NAMES[2:], tensors.fields()[2:])])
         kernel = KernelPlan.build(tensors, spec)
-        group_params = list(group["params"])
         has = set(map(id, params))
         return cls(
             group, group_params, [id(p) in has for p in group_params], list(params),
             list(map(_PTR, params)), list(map(_NUMEL, params)), spec, settings_of(group),
-            impl, optimizer.state, len(optimizer.state), counters, kernel,
+            impl, optimizer.state, len(optimizer.state), counters, kernel, layout,
         )
 
     def grads(self, optimizer: Any, group: dict[str, Any], spec: RMSpropSpec
@@ -121,6 +147,12 @@ class GroupPlan:
                 or not all(map(operator.is_, group_params, self.group_params))):
             return None
         grads = list(map(_GRAD, group_params))
+        if self.layout is not None:  # gradients not bound to their views are copied in
+            if self.layout.grads_bound(grads) or all(
+                    map(operator.is_not, grads, itertools.repeat(None))):
+                if list(map(_PTR, self.params)) == self.param_ptrs:
+                    return grads
+            return None
         if list(map(operator.is_not, grads, itertools.repeat(None))) != self.has_grad:
             return None
         if len(grads) != len(self.params):

@@ -7,6 +7,7 @@ The class only keeps param groups and lazily created state; the update itself is
 from __future__ import annotations
 
 import functools
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar, cast
@@ -22,6 +23,7 @@ from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
 from . import group_plan, lean_state, state_schema
+from .flat_layout import FlatLayout
 from .group_plan import GroupPlan
 from .kernels import PLANNED, TensorLists, plannable
 from .kernels.capabilities import state_dtype
@@ -37,6 +39,7 @@ _SPEC_KEYS = tuple(name for name in OPTION_NAMES if name != "lr")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_GRAD = operator.attrgetter("grad")
 
 # Where torch lets capturable=True step (torch.optim.optimizer's list; XLA is torch's too).
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", torch._C._get_privateuse1_backend_name(), "xla")
@@ -174,6 +177,7 @@ class RMSprop(Optimizer):
         nonfinite: str = "propagate",
         state_precision: str = "fp32",
         min_8bit_size: int = DEFAULT_MIN_8BIT_SIZE,
+        flat: bool = False,
     ) -> None:
         given = {
             "lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
@@ -207,6 +211,10 @@ class RMSprop(Optimizer):
             "state_precision": state_precision,
             "min_8bit_size": min_8bit_size,
         }
+        self._flat = _as_bool("flat", flat)
+        if self._flat and differentiable:
+            raise ValueError("flat=True moves the parameters' data into one buffer, outside "
+                             "autograd: it cannot be differentiable=True")
         super().__init__(params, defaults)
 
     # -- param groups ---------------------------------------------------------------------
@@ -234,13 +242,23 @@ class RMSprop(Optimizer):
             param_group = {**resolve(flavor, **own).options(), **param_group, "lr": lr}
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        index = len(self.param_groups) - 1
         try:
-            self._check_group(group, len(self.param_groups) - 1)
+            self._check_group(group, index)
             if group["impl"] != "auto":  # an implementation that cannot run these params says so
                 choose_impl(group["impl"], group["foreach"], group["params"])
+            if self.__dict__.get("_flat"):
+                if group["state_precision"] != "fp32":
+                    raise ValueError(
+                        f"flat=True keeps the state in buffers of the parameters' dtype: it "
+                        f"needs state_precision='fp32', got {group['state_precision']!r} "
+                        f"(param group {index})")
+                layout = FlatLayout(group["params"], f"param group {index}")
+                _layouts_of(self)[id(group["params"])] = (group["params"], layout)
         except Exception:
             self.param_groups.pop()  # a refused group leaves the optimizer as it was
             raise
+        group_plan.forget(self)
 
     @staticmethod
     def _check_group(group: dict[str, Any], index: int | None = None) -> None:
@@ -300,6 +318,24 @@ class RMSprop(Optimizer):
                 "optimizer state over (the cold-start guard applies where v starts at 0)",
                 ColdStartWarning, stacklevel=2,
             )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As ``torch.optim.Optimizer.zero_grad``; under ``flat=True`` a group's gradients
+        stay views of its gradient buffer, zeroed in place whatever ``set_to_none`` says (as
+        torch's ``set_to_none=False``: see docs/flat.md)."""
+        layouts = _layouts_of(self)
+        if not layouts:
+            super().zero_grad(set_to_none)
+            return
+        groups = self.param_groups
+        flat = [layouts[id(g["params"])][1] for g in groups if id(g["params"]) in layouts]
+        self.param_groups = [g for g in groups if id(g["params"]) not in layouts]
+        try:
+            super().zero_grad(set_to_none)
+        finally:
+            self.param_groups = groups
+        for layout in flat:
+            layout.zero_grads()
 
     # -- the step -------------------------------------------------------------------------
 
@@ -398,6 +434,9 @@ class RMSprop(Optimizer):
         group, spec = item.group, item.spec
         # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
         batches = split_cold(self, item.params, spec)
+        layout = _layouts_of(self).get(id(group["params"]), (None, None))[1]
+        if layout is not None and not layout.grads_bound(item.grads):
+            layout.bind_grads(list(map(_GRAD, group["params"])))
         if item.plan is not None and len(batches) == 1 and batches[0][0] is item.params \
                 and batches[0][1] is spec:
             _run_plan(item.plan, group, spec)
@@ -420,7 +459,8 @@ class RMSprop(Optimizer):
             )
             if (params is item.params and batch_spec is spec and item.impl in PLANNED
                     and group["state_precision"] == "fp32" and plannable(tensors)):
-                plan = GroupPlan.build(self, group, params, states, tensors, spec, item.impl)
+                plan = GroupPlan.build(self, group, params, states, tensors, spec, item.impl,
+                                       layout)
                 if plan is not None:
                     group_plan.plans_of(self)[id(group)] = plan
                     _run_plan(plan, group, spec)
@@ -504,6 +544,12 @@ class _Work:
     spec: RMSpropSpec
     impl: str | None
     plan: GroupPlan | None
+
+
+def _layouts_of(optimizer: RMSprop) -> dict[int, tuple[list[Tensor], FlatLayout]]:
+    """The flat layouts of ``optimizer`` (``flat=True``), by ``id`` of their group's
+    parameter list (which ``load_state_dict`` keeps, while it replaces the group dicts)."""
+    return optimizer.__dict__.setdefault("_rmsprop_layouts", {})
 
 
 def _gradients_pass(work: list[_Work]) -> bool:
