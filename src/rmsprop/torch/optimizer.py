@@ -413,11 +413,14 @@ class RMSprop(Optimizer):
         """What ``group`` steps this time, checked before any group changes: its plan's, when
         the plan still holds (:mod:`rmsprop.torch.group_plan`), else gathered here."""
         spec = self.spec_of(group)
-        plan = group_plan.plans_of(self).get(id(group))
+        plans = group_plan.plans_of(self)
+        plan = plans.get(id(group))
         if plan is not None:
             grads = plan.grads(self, group, spec)
             if grads is not None:
                 return _Work(group, plan.params, grads, spec, plan.impl, plan)
+            # the group changed: the ordinary path below may replace its state (lean storage)
+            del plans[id(group)]
         params = [p for p in group["params"] if p.grad is not None]
         for p in params:
             if p.grad.is_sparse:
@@ -437,10 +440,11 @@ class RMSprop(Optimizer):
         layout = _layouts_of(self).get(id(group["params"]), (None, None))[1]
         if layout is not None and not layout.grads_bound(item.grads):
             layout.bind_grads(list(map(_GRAD, group["params"])))
-        if item.plan is not None and len(batches) == 1 and batches[0][0] is item.params \
-                and batches[0][1] is spec:
-            _run_plan(item.plan, group, spec)
-            return
+        if item.plan is not None:
+            if len(batches) == 1 and batches[0][0] is item.params and batches[0][1] is spec:
+                _run_plan(item.plan, group, spec)
+                return
+            del group_plan.plans_of(self)[id(group)]  # the cold-start guard splits the group
         for params, batch_spec in batches:
             if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
                 params = lean_state.step(self, group, params, batch_spec)
@@ -448,6 +452,8 @@ class RMSprop(Optimizer):
             states = [self._state_of(p, spec, state_dtype(item.impl, p.dtype),
                                      group["capturable"])
                       for p in params]
+            if layout is not None and len(params) == len(group["params"]) and layout.intact():
+                layout.adopt_state(states, state_keys(batch_spec))  # torch's paths too
             tensors = TensorLists(
                 params,
                 cast(list[Tensor], [p.grad for p in params]),  # all set: see `_work_of`
