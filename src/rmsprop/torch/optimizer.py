@@ -144,6 +144,20 @@ class RMSprop(Optimizer):
             this class with ``"fp32"`` and save that to hand a run over).
         min_8bit_size: under ``"8bit"``, parameters with fewer elements keep full-precision
             state (default 4096).
+        flat: lay each param group out flat (default ``False``): its parameters' data, their
+            gradients and each state tensor become views of one buffer each (as DDP's
+            ``gradient_as_bucket_view`` does for gradients), so that ``impl="fused"`` updates
+            a group in one pass over a few contiguous arrays, however many tensors it has.
+            The numbers are those of ``flat=False``, bit for bit. What it changes for the
+            user: the parameters' storage moves at construction (``p.data`` is a view of the
+            group's buffer; the ``Parameter`` objects stay the same, the module keeps
+            working; non-contiguous parameters become contiguous); ``zero_grad()`` zeroes the
+            gradients in place whatever ``set_to_none`` says (as torch's
+            ``set_to_none=False``: a parameter that gets no gradient then steps with
+            ``g = 0``; set ``p.grad = None`` to leave it out); a gradient that is not its
+            view (assigned, or new after ``p.grad = None``) is copied in at the next step;
+            each group needs one dtype and device and ``state_precision="fp32"``, and
+            refuses ``differentiable=True``. See docs/flat.md.
 
     .. warning:: Stricter than torch on purpose: ``alpha`` must be < 1, NaN or infinite
        hyperparameters are refused, and the centered variance is clamped at 0 before the root
@@ -324,6 +338,8 @@ class RMSprop(Optimizer):
         stay views of its gradient buffer, zeroed in place whatever ``set_to_none`` says (as
         torch's ``set_to_none=False``: see docs/flat.md)."""
         layouts = _layouts_of(self)
+        for group in self.param_groups:
+            _intact_layout(self, group)  # a group whose parameters moved out is ordinary now
         if not layouts:
             super().zero_grad(set_to_none)
             return
@@ -438,6 +454,8 @@ class RMSprop(Optimizer):
         # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
         batches = split_cold(self, item.params, spec)
         layout = _layouts_of(self).get(id(group["params"]), (None, None))[1]
+        if layout is not None and item.plan is None:
+            layout = _intact_layout(self, group)
         if layout is not None and not layout.grads_bound(item.grads):
             layout.bind_grads(list(map(_GRAD, group["params"])))
         if item.plan is not None:
@@ -452,7 +470,7 @@ class RMSprop(Optimizer):
             states = [self._state_of(p, spec, state_dtype(item.impl, p.dtype),
                                      group["capturable"])
                       for p in params]
-            if layout is not None and len(params) == len(group["params"]) and layout.intact():
+            if layout is not None and len(params) == len(group["params"]):
                 layout.adopt_state(states, state_keys(batch_spec))  # torch's paths too
             tensors = TensorLists(
                 params,
@@ -556,6 +574,19 @@ def _layouts_of(optimizer: RMSprop) -> dict[int, tuple[list[Tensor], FlatLayout]
     """The flat layouts of ``optimizer`` (``flat=True``), by ``id`` of their group's
     parameter list (which ``load_state_dict`` keeps, while it replaces the group dicts)."""
     return optimizer.__dict__.setdefault("_rmsprop_layouts", {})
+
+
+def _intact_layout(optimizer: RMSprop, group: dict[str, Any]) -> FlatLayout | None:
+    """``group``'s flat layout, or ``None``; a layout whose parameters moved out of their
+    buffer (``p.data = ...``, ``model.to(...)``) is dropped: the group is an ordinary one."""
+    layouts = _layouts_of(optimizer)
+    entry = layouts.get(id(group["params"]))
+    if entry is None:
+        return None
+    if not entry[1].intact():
+        del layouts[id(group["params"])]
+        return None
+    return entry[1]
 
 
 def _gradients_pass(work: list[_Work]) -> bool:
