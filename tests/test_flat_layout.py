@@ -136,3 +136,29 @@ def test_refused_groups_name_the_problem_and_move_nothing():
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.int64),
                                                            requires_grad=False)]})
     assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_a_nan_in_the_gradient_buffer_is_seen_before_anything_changes(policy):
+    m = model()
+    opt = RMSprop(m.parameters(), lr=1e-2, impl="fused", momentum=0.9, flat=True,
+                  nonfinite=policy)
+    x, y = torch.randn(4, 8), torch.randn(4, 3)
+    for _ in range(2):
+        train_step(m, opt, x, y, None)
+    before = [p.detach().clone() for p in m.parameters()]
+    state = copy.deepcopy(opt.state_dict())
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(m(x), y).backward()
+    m[2].bias.grad[1] = float("nan")
+    if policy == "raise":
+        with pytest.raises(Exception, match="NaN or inf"):
+            opt.step()
+    else:
+        opt.step()
+        assert opt.skipped_steps == 1
+    assert all(torch.equal(p, b) for p, b in zip(m.parameters(), before))
+    after = opt.state_dict()
+    for key, saved in state["state"].items():
+        for name, value in saved.items():
+            assert torch.equal(after["state"][key][name], value), (key, name)

@@ -44,6 +44,7 @@ class FlatLayout:
         self.param_buffer = torch.empty(total, dtype=first.dtype, device=first.device)
         self.grad_buffer = torch.zeros(total, dtype=first.dtype, device=first.device)
         self.state_buffers: dict[str, Tensor] = {}
+        self.state_views: dict[str, list[Tensor]] = {}
         with torch.no_grad():
             views = self.views_of(self.param_buffer)
             for p, view in zip(params, views):
@@ -104,7 +105,8 @@ class FlatLayout:
                 buffer = torch.empty(self.param_buffer.numel(), dtype=tensors[0].dtype,
                                      device=tensors[0].device)
                 self.state_buffers[key] = buffer
-            views = self.views_of(buffer)
+                self.state_views[key] = self.views_of(buffer)
+            views = self.state_views[key]
             with torch.no_grad():
                 for state, tensor, view in zip(states, tensors, views):
                     if tensor is not view:

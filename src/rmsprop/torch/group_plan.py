@@ -47,6 +47,7 @@ _GRAD = operator.attrgetter("grad")
 _PTR = Tensor.data_ptr
 _NUMEL = Tensor.numel
 _CONTIGUOUS = Tensor.is_contiguous
+_SPARSE = operator.attrgetter("is_sparse")
 _PLANS = "_rmsprop_plans"  # the optimizer's __dict__ entry: {id(group): GroupPlan}
 # The state key of each list of TensorLists (None: not a state tensor).
 _NAMES = (None, None, "square_avg", "step", "max_square_avg", "grad_avg", "momentum_buffer")
@@ -146,13 +147,18 @@ class GroupPlan:
                 or settings_of(group) != self.settings
                 or not all(map(operator.is_, group_params, self.group_params))):
             return None
-        grads = list(map(_GRAD, group_params))
         if self.layout is not None:  # gradients not bound to their views are copied in
-            if self.layout.grads_bound(grads) or all(
-                    map(operator.is_not, grads, itertools.repeat(None))):
-                if list(map(_PTR, self.params)) == self.param_ptrs:
-                    return grads
+            if list(map(_PTR, group_params)) != self.param_ptrs:
+                return None
+            views = self.layout.grad_views
+            if all(map(operator.is_, map(_GRAD, group_params), views)):
+                return views
+            grads = list(map(_GRAD, group_params))
+            if all(map(operator.is_not, grads, itertools.repeat(None))) and not any(
+                    map(_SPARSE, grads)):
+                return grads
             return None
+        grads = list(map(_GRAD, group_params))
         if list(map(operator.is_not, grads, itertools.repeat(None))) != self.has_grad:
             return None
         if len(grads) != len(self.params):

@@ -434,7 +434,9 @@ class RMSprop(Optimizer):
         if plan is not None:
             grads = plan.grads(self, group, spec)
             if grads is not None:
-                return _Work(group, plan.params, grads, spec, plan.impl, plan)
+                checked = grads if plan.layout is None or grads is not plan.layout.grad_views \
+                    else [plan.layout.grad_buffer]  # every gradient a view of the buffer
+                return _Work(group, plan.params, grads, spec, plan.impl, plan, checked)
             # the group changed: the ordinary path below may replace its state (lean storage)
             del plans[id(group)]
         params = [p for p in group["params"] if p.grad is not None]
@@ -446,7 +448,8 @@ class RMSprop(Optimizer):
             _check_capturable_devices(self, params)
         if params and group["state_precision"] != "fp32":
             lean_state.check_state(self, group, params)
-        return _Work(group, params, [p.grad for p in params], spec, impl, None)
+        grads = [p.grad for p in params]
+        return _Work(group, params, grads, spec, impl, None, grads)
 
     def _step_group(self, item: "_Work") -> None:
         """One group's step (after every group's checks passed)."""
@@ -456,7 +459,8 @@ class RMSprop(Optimizer):
         layout = _layouts_of(self).get(id(group["params"]), (None, None))[1]
         if layout is not None and item.plan is None:
             layout = _intact_layout(self, group)
-        if layout is not None and not layout.grads_bound(item.grads):
+        if layout is not None and item.grads is not layout.grad_views \
+                and not layout.grads_bound(item.grads):
             layout.bind_grads(list(map(_GRAD, group["params"])))
         if item.plan is not None:
             if len(batches) == 1 and batches[0][0] is item.params and batches[0][1] is spec:
@@ -568,6 +572,7 @@ class _Work:
     spec: RMSpropSpec
     impl: str | None
     plan: GroupPlan | None
+    finite_check: list[Tensor]  # whose finiteness is the gradients' (a flat group's buffer)
 
 
 def _layouts_of(optimizer: RMSprop) -> dict[int, tuple[list[Tensor], FlatLayout]]:
@@ -598,11 +603,11 @@ def _gradients_pass(work: list[_Work]) -> bool:
     step, it does not raise because another group says "raise".
     """
     grads_of = {policy: [g for item in work if item.spec.nonfinite == policy
-                         for g in item.grads] for policy in ("raise", "skip")}
+                         for g in item.finite_check] for policy in ("raise", "skip")}
     if grads_of["raise"] and not all_finite(grads_of["raise"]):
         groups = [i for i, item in enumerate(work)
                   if item.spec.nonfinite == "raise" and item.grads
-                  and not all_finite(item.grads)]
+                  and not all_finite(item.finite_check)]
         raise NonFiniteGradientError(
             f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
             "(nonfinite='raise'); parameters and optimizer state are unchanged"
