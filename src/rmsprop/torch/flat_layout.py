@@ -19,7 +19,7 @@ See docs/flat.md for what it changes for the user.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -68,7 +68,7 @@ class FlatLayout:
         size = self.param_buffer.element_size()
         return [p.data_ptr() for p in self.params] == [base + o * size for o in self.offsets]
 
-    def bind_grads(self, grads: list[Tensor | None]) -> None:
+    def bind_grads(self, grads: Sequence[Tensor | None]) -> None:
         """Copy every set gradient that is not its view into its view, and rebind
         ``p.grad`` to the view (``None`` stays ``None``)."""
         with torch.no_grad():
@@ -77,7 +77,7 @@ class FlatLayout:
                     view.copy_(grad)
                     p.grad = view
 
-    def grads_bound(self, grads: list[Tensor | None]) -> bool:
+    def grads_bound(self, grads: Sequence[Tensor | None]) -> bool:
         """Whether every gradient is its view of the buffer."""
         return all(map(operator.is_, grads, self.grad_views))
 

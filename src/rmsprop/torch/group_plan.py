@@ -123,10 +123,10 @@ class GroupPlan:
         tensors = TensorLists(*[[s[name] for s in states] if name and lst else lst
                                 for name, lst in zip(_NAMES, tensors.fields())])
         if layout is not None and not spec.bias_correction:
-            buffers = {**layout.state_buffers, "step": None}
+            buffers = layout.state_buffers
             tensors = TensorLists(
                 [layout.param_buffer], [layout.grad_buffer],
-                *[([buffers[name]] if name != "step" else lst[:1]) if lst else []
+                *[([buffers[name]] if name != "step" else lst[:1]) if lst and name else []
                   for name, lst in zip(_NAMES[2:], tensors.fields()[2:])])
         kernel = KernelPlan.build(tensors, spec)
         has = set(map(id, params))

@@ -453,7 +453,7 @@ class RMSprop(Optimizer):
 
     def _step_group(self, item: "_Work") -> None:
         """One group's step (after every group's checks passed)."""
-        group, spec = item.group, item.spec
+        group, spec, impl = item.group, item.spec, cast(str, item.impl)  # set: see step()
         # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
         batches = split_cold(self, item.params, spec)
         layout = _layouts_of(self).get(id(group["params"]), (None, None))[1]
@@ -471,7 +471,7 @@ class RMSprop(Optimizer):
             if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
                 params = lean_state.step(self, group, params, batch_spec)
             # every tensor the group's options need (a guarded batch steps with fewer)
-            states = [self._state_of(p, spec, state_dtype(item.impl, p.dtype),
+            states = [self._state_of(p, spec, state_dtype(impl, p.dtype),
                                      group["capturable"])
                       for p in params]
             if layout is not None and len(params) == len(group["params"]):
@@ -499,7 +499,7 @@ class RMSprop(Optimizer):
                 momentum_buffers=tensors.momentum_buffers,
                 spec=batch_spec,
                 lr=group["lr"],
-                impl=item.impl,
+                impl=impl,
                 differentiable=group["differentiable"],
             )
 
@@ -620,6 +620,6 @@ def _run_plan(plan: GroupPlan, group: dict[str, Any], spec: RMSpropSpec) -> None
     counters (the numbers of :func:`rmsprop.torch.functional.rmsprop`, bit for bit)."""
     lr = group["lr"]
     lr = lr.item() if isinstance(lr, Tensor) else float(lr)
-    steps = plan.step_values() if spec.bias_correction else None
+    steps = plan.step_values().tolist() if spec.bias_correction else None
     PLANNED[plan.impl](plan.kernel, spec, lr, steps)
     plan.counters.add_(1.0)
