@@ -246,3 +246,41 @@ def test_a_group_of_several_dtypes_is_planned_with_the_per_call_numbers(builds):
         per_call.step(grads)
         assert_same(opt, params, per_call)
     assert builds["n"] == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_a_planned_group_sees_every_nonfinite_gradient_before_anything_changes(
+        policy, dtype, monkeypatch):
+    """The plan's one-pass check (not torch's per-tensor norms) finds a NaN or inf anywhere:
+    in the first, a middle or the last tensor, at its first or last element."""
+    import rmsprop.torch.optimizer as optimizer_module
+
+    params = make_params(7, SHAPES, dtype)
+    opt = RMSprop(params, lr=1e-2, impl="fused", momentum=0.9, nonfinite=policy)
+    for p, g in zip(params, grads_for(params, 0)):
+        p.grad = g
+    opt.step()
+    monkeypatch.setattr(optimizer_module, "all_finite", None)  # the plan's check, not it
+    for index, element, value in [(0, 0, float("nan")), (1, -1, float("inf")),
+                                  (4, 500, -float("inf")), (2, 0, float("nan"))]:
+        for p, g in zip(params, grads_for(params, 1)):
+            p.grad = g
+        params[index].grad.view(-1)[element] = value
+        before = [p.detach().clone() for p in params]
+        state = copy.deepcopy({i: dict(opt.state[p]) for i, p in enumerate(params)})
+        if policy == "raise":
+            with pytest.raises(Exception, match="param group 0 holds NaN or inf"):
+                opt.step()
+        else:
+            skipped = opt.skipped_steps
+            opt.step()
+            assert opt.skipped_steps == skipped + 1
+        assert all(torch.equal(p, b) for p, b in zip(params, before))
+        for i, p in enumerate(params):
+            for key, value in state[i].items():
+                assert torch.equal(opt.state[p][key], value), (index, key)
+    for p, g in zip(params, grads_for(params, 2)):  # finite again: it steps
+        p.grad = g
+    opt.step()
+    assert opt.state[params[0]]["step"].item() == 2

@@ -25,7 +25,7 @@ from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torc
 from . import group_plan, lean_state, state_schema
 from .flat_layout import FlatLayout
 from .group_plan import GroupPlan
-from .kernels import PLANNED, TensorLists, plannable
+from .kernels import PLANNED, PLANNED_FINITE, TensorLists, plannable
 from .kernels.capabilities import state_dtype
 from .kernels.tensors import all_finite, step_dtype
 from .quantized import DEFAULT_MIN_8BIT_SIZE
@@ -434,9 +434,7 @@ class RMSprop(Optimizer):
         if plan is not None:
             grads = plan.grads(self, group, spec)
             if grads is not None:
-                checked = grads if plan.layout is None or grads is not plan.layout.grad_views \
-                    else [plan.layout.grad_buffer]  # every gradient a view of the buffer
-                return _Work(group, plan.params, grads, spec, plan.impl, plan, checked)
+                return _Work(group, plan.params, grads, spec, plan.impl, plan)
             # the group changed: the ordinary path below may replace its state (lean storage)
             del plans[id(group)]
         params = [p for p in group["params"] if p.grad is not None]
@@ -448,8 +446,7 @@ class RMSprop(Optimizer):
             _check_capturable_devices(self, params)
         if params and group["state_precision"] != "fp32":
             lean_state.check_state(self, group, params)
-        grads = [p.grad for p in params]
-        return _Work(group, params, grads, spec, impl, None, grads)
+        return _Work(group, params, [p.grad for p in params], spec, impl, None)
 
     def _step_group(self, item: "_Work") -> None:
         """One group's step (after every group's checks passed)."""
@@ -572,7 +569,16 @@ class _Work:
     spec: RMSpropSpec
     impl: str | None
     plan: GroupPlan | None
-    finite_check: list[Tensor]  # whose finiteness is the gradients' (a flat group's buffer)
+
+    def grads_finite(self) -> bool:
+        """Whether every gradient is finite: one pass of the plan's kernel over the addresses
+        it holds for this step (a flat group's, once its gradients are its views), else
+        :func:`all_finite` tensor by tensor."""
+        plan = self.plan
+        if plan is not None and plan.impl in PLANNED_FINITE and (
+                plan.layout is None or self.grads is plan.layout.grad_views):
+            return PLANNED_FINITE[plan.impl](plan.kernel)
+        return all_finite(self.grads)
 
 
 def _layouts_of(optimizer: RMSprop) -> dict[int, tuple[list[Tensor], FlatLayout]]:
@@ -602,17 +608,15 @@ def _gradients_pass(work: list[_Work]) -> bool:
     Each policy answers for its own groups' gradients: a NaN in a "skip" group skips the
     step, it does not raise because another group says "raise".
     """
-    grads_of = {policy: [g for item in work if item.spec.nonfinite == policy
-                         for g in item.finite_check] for policy in ("raise", "skip")}
-    if grads_of["raise"] and not all_finite(grads_of["raise"]):
-        groups = [i for i, item in enumerate(work)
-                  if item.spec.nonfinite == "raise" and item.grads
-                  and not all_finite(item.finite_check)]
+    raising = [i for i, item in enumerate(work)
+               if item.spec.nonfinite == "raise" and item.grads and not item.grads_finite()]
+    if raising:
         raise NonFiniteGradientError(
-            f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
+            f"a gradient of param group {raising[0]} holds NaN or inf "
             "(nonfinite='raise'); parameters and optimizer state are unchanged"
         )
-    return not (grads_of["skip"] and not all_finite(grads_of["skip"]))
+    return all(item.grads_finite() for item in work
+               if item.spec.nonfinite == "skip" and item.grads)
 
 
 def _run_plan(plan: GroupPlan, group: dict[str, Any], spec: RMSpropSpec) -> None:

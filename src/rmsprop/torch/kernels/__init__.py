@@ -19,7 +19,7 @@ from .local import local_shards
 from .plan import KernelPlan, plannable
 from .tensors import TensorLists, as_real
 
-__all__ = ["KERNELS", "PLANNED", "KernelPlan", "TensorLists", "plannable", "loop", "foreach", "fused", "triton", "as_real"]
+__all__ = ["KERNELS", "PLANNED", "PLANNED_FINITE", "KernelPlan", "TensorLists", "plannable", "loop", "foreach", "fused", "triton", "as_real"]
 
 Kernel = Callable[[TensorLists, RMSpropSpec, float, Sequence[float] | None], None]
 
@@ -74,6 +74,17 @@ def fused_planned(plan: KernelPlan, spec: RMSpropSpec, lr: float,
 
     run_plan(plan, spec, lr, steps)
 
+
+@torch._disable_dynamo
+def fused_grads_finite(plan: KernelPlan) -> bool:
+    """Whether this step's gradients in a :class:`.plan.KernelPlan` are all finite (numba)."""
+    from .fused_cpu import grads_finite
+
+    return grads_finite(plan)
+
+
+PLANNED_FINITE: dict[str, Callable[[KernelPlan], bool]] = {"fused": fused_grads_finite}
+"""The finiteness checks that read a :class:`.plan.KernelPlan`'s gradient row."""
 
 PLANNED: dict[str, Callable[[KernelPlan, RMSpropSpec, float, Sequence[float] | None], None]] = {
     "fused": fused_planned}
