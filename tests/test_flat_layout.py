@@ -162,3 +162,26 @@ def test_a_nan_in_the_gradient_buffer_is_seen_before_anything_changes(policy):
     for key, saved in state["state"].items():
         for name, value in saved.items():
             assert torch.equal(after["state"][key][name], value), (key, name)
+
+
+def test_a_checkpoint_of_a_flat_run_resumes_flat_and_identically(tmp_path):
+    """rmsprop.checkpoint (safetensors, which refuses shared storage) saves the buffers'
+    views and loads them back into a flat optimizer: the run continues bit for bit."""
+    from rmsprop import checkpoint
+
+    m, resumed = model(), model(1)
+    opt = RMSprop(m.parameters(), lr=1e-2, impl="fused", momentum=0.9, flat=True)
+    x, y = torch.randn(8, 8), torch.randn(8, 3)
+    for _ in range(3):
+        train_step(m, opt, x, y, None)
+    checkpoint.save(tmp_path / "run.safetensors", opt, m)
+    resumed_opt = RMSprop(resumed.parameters(), lr=1e-2, impl="fused", momentum=0.9,
+                          flat=True)
+    checkpoint.load(tmp_path / "run.safetensors", resumed_opt, resumed)
+    for _ in range(3):
+        train_step(m, opt, x, y, None)
+        train_step(resumed, resumed_opt, x, y, None)
+    params = list(resumed.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(m.parameters(), params))
+    assert len({storage(p) for p in params}) == 1
+    assert len({storage(resumed_opt.state[p]["momentum_buffer"]) for p in params}) == 1
