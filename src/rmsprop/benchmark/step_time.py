@@ -15,6 +15,8 @@ warm-up), the median time of ``optimizer.step()`` for:
   for bit);
 * ``rmsprop-<impl>``: ``rmsprop.torch.RMSprop(impl=...)`` for each implementation that can
   run here (loop, foreach, fused on CPU, triton on CUDA);
+* ``rmsprop-<impl>-flat``: the same with ``flat=True`` (fused and triton): the parameters,
+  gradients and state as views of one buffer each, so the step is one pass over flat arrays;
 * the machine's bandwidth, by triad-like kernels over arrays of the same size: ``a = b + s*c``
   with numba (``triad-numba``) and with ``torch.add(b, c, alpha=s, out=a)`` (``triad-torch``),
   counted as 3 arrays (12 bytes per element; the write-allocate read is not counted), and on
@@ -67,7 +69,7 @@ import torch
 from ..suggest import did_you_mean
 
 __all__ = ["LAYOUTS", "CONFIGS", "CEILING_MARGIN", "NOISE_LIMIT", "Contender", "flags", "main",
-           "measure", "minimal_bytes", "run_case", "state_count"]
+           "measure", "minimal_bytes", "run_case", "state_count", "streams_lines"]
 
 
 CEILING_MARGIN = 1.10
@@ -211,6 +213,11 @@ def _our_contenders(shapes, options, dtype, device, bytes_for) -> list[Contender
         opt = RMSprop(params, lr=1e-3, impl=impl, **options)
         bytes_ = bytes_for(state_dtype(impl, dtype))
         out.append(Contender(f"rmsprop-{impl}", "ours", opt.step, bytes_, keep=[params, opt]))
+        if impl in ("fused", "triton"):  # the opt-in flat layout: one buffer per stream
+            params = _params(shapes, dtype, device, 0)
+            opt = RMSprop(params, lr=1e-3, impl=impl, flat=True, **options)
+            out.append(Contender(f"rmsprop-{impl}-flat", "ours", opt.step, bytes_,
+                                 "flat=True", keep=[params, opt]))
     return out
 
 
@@ -383,6 +390,22 @@ def headline(cases: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def streams_lines(cases: Sequence[dict[str, Any]]) -> list[str]:
+    """Per case, the no-arithmetic streams kernel's time measured in the same run and each
+    of our implementations' step against it (its time over the kernel's, and the kernel's
+    as a fraction of it)."""
+    lines = []
+    for case in cases:
+        if case["streams_ms"] is None:
+            continue
+        ours = [f"{name} {r['median_ms']:.2f} ms = {r['median_ms'] / case['streams_ms']:.2f}x"
+                f" ({r['streams_fraction']:.0%})"
+                for name, r in case["results"].items() if r["kind"] == "ours"]
+        lines.append(f"{case['layout']}/{case['config']}: streams {case['streams_ms']:.2f} ms "
+                     f"({case['streams_reference']}); " + ", ".join(ours))
+    return lines
+
+
 def plot(cases: Sequence[dict[str, Any]], path: str) -> None:
     import matplotlib
 
@@ -491,6 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "ok": not flagged, "flags": flagged, "cases": cases}, f, indent=1)
     if args.plot:
         plot(cases, args.plot)
+    lines = streams_lines(cases)
+    if lines:
+        print("\nOur steps against the step's streams with no arithmetic, measured in the same "
+              "run (time over the kernel's; the kernel's as a fraction of ours):")
+        for line in lines:
+            print("  " + line)
     print("\nSummary (per case: our default, then our fastest setting):")
     for line in headline(cases):
         print("  " + line)

@@ -7,7 +7,9 @@ The class only keeps param groups and lazily created state; the update itself is
 from __future__ import annotations
 
 import functools
+import operator
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar, cast
 
 import numpy as np
@@ -20,7 +22,10 @@ from ..errors import StateDictError
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
-from . import state_schema
+from . import group_plan, state_schema
+from .flat_layout import FlatLayout
+from .group_plan import GroupPlan
+from .kernels import PLANNED, PLANNED_FINITE, TensorLists, plannable
 from .lean import optimizer as lean_state
 from .kernels.capabilities import state_dtype
 from .kernels.tensors import all_finite, step_dtype
@@ -35,6 +40,7 @@ _SPEC_KEYS = tuple(name for name in OPTION_NAMES if name != "lr")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_GRAD = operator.attrgetter("grad")
 
 # Where torch lets capturable=True step (torch.optim.optimizer's list; XLA is torch's too).
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", torch._C._get_privateuse1_backend_name(), "xla")
@@ -139,6 +145,20 @@ class RMSprop(Optimizer):
             this class with ``"fp32"`` and save that to hand a run over).
         min_8bit_size: under ``"8bit"``, parameters with fewer elements keep full-precision
             state (default 4096).
+        flat: lay each param group out flat (default ``False``): its parameters' data, their
+            gradients and each state tensor become views of one buffer each (as DDP's
+            ``gradient_as_bucket_view`` does for gradients), so that ``impl="fused"`` updates
+            a group in one pass over a few contiguous arrays, however many tensors it has.
+            The numbers are those of ``flat=False``, bit for bit. What it changes for the
+            user: the parameters' storage moves at construction (``p.data`` is a view of the
+            group's buffer; the ``Parameter`` objects stay the same, the module keeps
+            working; non-contiguous parameters become contiguous); ``zero_grad()`` zeroes the
+            gradients in place whatever ``set_to_none`` says (as torch's
+            ``set_to_none=False``: a parameter that gets no gradient then steps with
+            ``g = 0``; set ``p.grad = None`` to leave it out); a gradient that is not its
+            view (assigned, or new after ``p.grad = None``) is copied in at the next step;
+            each group needs one dtype and device and ``state_precision="fp32"``, and
+            refuses ``differentiable=True``. See docs/flat.md.
 
     .. warning:: Stricter than torch on purpose: ``alpha`` must be < 1, NaN or infinite
        hyperparameters are refused, and the centered variance is clamped at 0 before the root
@@ -172,6 +192,7 @@ class RMSprop(Optimizer):
         nonfinite: str = "propagate",
         state_precision: str = "fp32",
         min_8bit_size: int = DEFAULT_MIN_8BIT_SIZE,
+        flat: bool = False,
     ) -> None:
         given = {
             "lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
@@ -205,6 +226,10 @@ class RMSprop(Optimizer):
             "state_precision": state_precision,
             "min_8bit_size": min_8bit_size,
         }
+        self._flat = _as_bool("flat", flat)
+        if self._flat and differentiable:
+            raise ValueError("flat=True moves the parameters' data into one buffer, outside "
+                             "autograd: it cannot be differentiable=True")
         super().__init__(params, defaults)
 
     # -- param groups ---------------------------------------------------------------------
@@ -232,13 +257,23 @@ class RMSprop(Optimizer):
             param_group = {**resolve(flavor, **own).options(), **param_group, "lr": lr}
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        index = len(self.param_groups) - 1
         try:
-            self._check_group(group, len(self.param_groups) - 1)
+            self._check_group(group, index)
             if group["impl"] != "auto":  # an implementation that cannot run these params says so
                 choose_impl(group["impl"], group["foreach"], group["params"])
+            if self.__dict__.get("_flat"):
+                if group["state_precision"] != "fp32":
+                    raise ValueError(
+                        f"flat=True keeps the state in buffers of the parameters' dtype: it "
+                        f"needs state_precision='fp32', got {group['state_precision']!r} "
+                        f"(param group {index})")
+                layout = FlatLayout(group["params"], f"param group {index}")
+                _layouts_of(self)[id(group["params"])] = (group["params"], layout)
         except Exception:
             self.param_groups.pop()  # a refused group leaves the optimizer as it was
             raise
+        group_plan.forget(self)
 
     @staticmethod
     def _check_group(group: dict[str, Any], index: int | None = None) -> None:
@@ -265,6 +300,7 @@ class RMSprop(Optimizer):
                         device=p.device if group["capturable"] else None,
                     )
         note_loaded_guards(self)  # an unpickled optimizer resumes its cold-start guard too
+        group_plan.forget(self)
 
     def load_state_dict(self, state_dict: dict[str, Any], *, missing_state: str = "error") -> None:
         """Load a state dict (ours, or one saved by ``torch.optim.RMSprop``), validated first.
@@ -289,6 +325,7 @@ class RMSprop(Optimizer):
         state_dict, fresh = state_schema.checked_state_dict(self, state_dict, missing_state)
         with lean_state.loading(self, state_dict):  # keeps our settings, converts the state
             super().load_state_dict(state_dict)
+        group_plan.forget(self)  # the next step gathers the loaded state
         note_loaded_guards(self)
         if fresh:
             warnings.warn(
@@ -296,6 +333,26 @@ class RMSprop(Optimizer):
                 "optimizer state over (the cold-start guard applies where v starts at 0)",
                 ColdStartWarning, stacklevel=2,
             )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As ``torch.optim.Optimizer.zero_grad``; under ``flat=True`` a group's gradients
+        stay views of its gradient buffer, zeroed in place whatever ``set_to_none`` says (as
+        torch's ``set_to_none=False``: see docs/flat.md)."""
+        layouts = _layouts_of(self)
+        for group in self.param_groups:
+            _intact_layout(self, group)  # a group whose parameters moved out is ordinary now
+        if not layouts:
+            super().zero_grad(set_to_none)
+            return
+        groups = self.param_groups
+        flat = [layouts[id(g["params"])][1] for g in groups if id(g["params"]) in layouts]
+        self.param_groups = [g for g in groups if id(g["params"]) not in layouts]
+        try:
+            super().zero_grad(set_to_none)
+        finally:
+            self.param_groups = groups
+        for layout in flat:
+            layout.zero_grads()
 
     # -- the step -------------------------------------------------------------------------
 
@@ -359,63 +416,90 @@ class RMSprop(Optimizer):
                 loss = closure()
 
         state_schema.check_groups(self)  # options written into param_groups since the last step
-        work = []
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError("RMSprop does not support sparse gradients")
-            impl = self.impl_of(group, params) if params else None
-            if params and group["capturable"]:
-                _check_capturable_devices(self, params)
-            if params and group["state_precision"] != "fp32":
-                lean_state.check_state(self, group, params)
-            work.append((group, params, self.spec_of(group), impl))
-
-        # Each policy answers for its own groups' gradients: a NaN in a "skip" group skips
-        # the step, it does not raise because another group says "raise".
-        grads_of = {policy: [p.grad for _, params, spec, _ in work if spec.nonfinite == policy
-                             for p in params] for policy in ("raise", "skip")}
-        if grads_of["raise"] and not all_finite(grads_of["raise"]):
-            groups = [i for i, (_, params, spec, _) in enumerate(work)
-                      if spec.nonfinite == "raise" and params
-                      and not all_finite([p.grad for p in params])]
-            raise NonFiniteGradientError(
-                f"a gradient of param group {groups[0] if groups else '?'} holds NaN or inf "
-                "(nonfinite='raise'); parameters and optimizer state are unchanged"
-            )
-        if grads_of["skip"] and not all_finite(grads_of["skip"]):
+        work = [self._work_of(group) for group in self.param_groups]
+        if not _gradients_pass(work):  # nonfinite="skip" found a NaN or inf
             for group in self.param_groups:
                 group["skipped_steps"] += 1
             return loss
-
-        for group, group_params, group_spec, impl in work:
-            if impl is None:  # no parameter of the group has a gradient
-                continue
-            # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
-            for params, spec in split_cold(self, group_params, group_spec):
-                if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
-                    params = lean_state.step(self, group, params, spec)
-                # every tensor the group's options need (a guarded batch steps with fewer)
-                states = [self._state_of(p, group_spec, state_dtype(impl, p.dtype),
-                                         group["capturable"])
-                          for p in params]
-                rmsprop(
-                    params,
-                    cast(list[Tensor], [p.grad for p in params]),  # all set: see `work`
-                    [s["square_avg"] for s in states],
-                    [s["step"] for s in states],
-                    max_square_avgs=[s["max_square_avg"] for s in states] if spec.amsgrad
-                    else [],
-                    grad_avgs=[s["grad_avg"] for s in states] if spec.centered else [],
-                    momentum_buffers=[s["momentum_buffer"] for s in states]
-                    if spec.momentum > 0 else [],
-                    spec=spec,
-                    lr=group["lr"],
-                    impl=impl,
-                    differentiable=group["differentiable"],
-                )
+        for item in work:
+            if item.impl is not None:  # None: no parameter of the group has a gradient
+                self._step_group(item)
         return loss
+
+    def _work_of(self, group: dict[str, Any]) -> "_Work":
+        """What ``group`` steps this time, checked before any group changes: its plan's, when
+        the plan still holds (:mod:`rmsprop.torch.group_plan`), else gathered here."""
+        spec = self.spec_of(group)
+        plans = group_plan.plans_of(self)
+        plan = plans.get(id(group))
+        if plan is not None:
+            grads = plan.grads(self, group, spec)
+            if grads is not None:
+                return _Work(group, plan.params, grads, spec, plan.impl, plan)
+            # the group changed: the ordinary path below may replace its state (lean storage)
+            del plans[id(group)]
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError("RMSprop does not support sparse gradients")
+        impl = self.impl_of(group, params) if params else None
+        if params and group["capturable"]:
+            _check_capturable_devices(self, params)
+        if params and group["state_precision"] != "fp32":
+            lean_state.check_state(self, group, params)
+        return _Work(group, params, [p.grad for p in params], spec, impl, None)
+
+    def _step_group(self, item: "_Work") -> None:
+        """One group's step (after every group's checks passed)."""
+        group, spec, impl = item.group, item.spec, cast(str, item.impl)  # set: see step()
+        # The cold-start guard (rmsprop.torch.warm_start): one batch in an ordinary run.
+        batches = split_cold(self, item.params, spec)
+        layout = _layouts_of(self).get(id(group["params"]), (None, None))[1]
+        if layout is not None and item.plan is None:
+            layout = _intact_layout(self, group)
+        if layout is not None and item.grads is not layout.grad_views \
+                and not layout.grads_bound(item.grads):
+            layout.bind_grads(list(map(_GRAD, group["params"])))
+        if item.plan is not None:
+            if len(batches) == 1 and batches[0][0] is item.params and batches[0][1] is spec:
+                _run_plan(item.plan, group, spec)
+                return
+            del group_plan.plans_of(self)[id(group)]  # the cold-start guard splits the group
+        for params, batch_spec in batches:
+            if group["state_precision"] != "fp32":  # 8-bit / bf16 state: the rest is full
+                params = lean_state.step(self, group, params, batch_spec)
+            # every tensor the group's options need (a guarded batch steps with fewer)
+            states = [self._state_of(p, spec, state_dtype(impl, p.dtype),
+                                     group["capturable"])
+                      for p in params]
+            if layout is not None and len(params) == len(group["params"]):
+                layout.adopt_state(states, state_keys(batch_spec))  # torch's paths too
+            tensors = TensorLists(
+                params,
+                cast(list[Tensor], [p.grad for p in params]),  # all set: see `_work_of`
+                [s["square_avg"] for s in states],
+                [s["step"] for s in states],
+                [s["max_square_avg"] for s in states] if batch_spec.amsgrad else [],
+                [s["grad_avg"] for s in states] if batch_spec.centered else [],
+                [s["momentum_buffer"] for s in states] if batch_spec.momentum > 0 else [],
+            )
+            if (params is item.params and batch_spec is spec and item.impl in PLANNED
+                    and group["state_precision"] == "fp32" and plannable(tensors)):
+                plan = GroupPlan.build(self, group, params, states, tensors, spec, item.impl,
+                                       layout)
+                if plan is not None:
+                    group_plan.plans_of(self)[id(group)] = plan
+                    _run_plan(plan, group, spec)
+                    continue
+            rmsprop(
+                params, tensors.grads, tensors.square_avgs, tensors.steps,
+                max_square_avgs=tensors.max_square_avgs, grad_avgs=tensors.grad_avgs,
+                momentum_buffers=tensors.momentum_buffers,
+                spec=batch_spec,
+                lr=group["lr"],
+                impl=impl,
+                differentiable=group["differentiable"],
+            )
 
     def warm_start(self, closure: Callable[[], Any], steps: int = 10) -> list[Any]:
         """Re-estimate v from ``steps`` batches; params do not move.
@@ -433,7 +517,10 @@ class RMSprop(Optimizer):
         Returns:
             The closure's losses.
         """
-        return warm_start(self, closure, steps)
+        try:
+            return warm_start(self, closure, steps)
+        finally:
+            group_plan.forget(self)
 
 
 def _check_torch_path_options(group: dict[str, Any], index: int | None) -> None:
@@ -470,3 +557,74 @@ def _check_capturable_devices(optimizer: RMSprop, params: list[Tensor]) -> None:
                 "If capturable=True, params and state_steps must be on supported devices: "
                 f"{list(_CAPTURABLE_DEVICES)}."
             )
+
+
+@dataclass
+class _Work:
+    """One group's share of a step: its parameters with a gradient, those gradients, its
+    options, the implementation that runs it and its plan (if one holds)."""
+
+    group: dict[str, Any]
+    params: list[Tensor]
+    grads: list[Tensor]
+    spec: RMSpropSpec
+    impl: str | None
+    plan: GroupPlan | None
+
+    def grads_finite(self) -> bool:
+        """Whether every gradient is finite: one pass of the plan's kernel over the addresses
+        it holds for this step (a flat group's, once its gradients are its views), else
+        :func:`all_finite` tensor by tensor."""
+        plan = self.plan
+        if plan is not None and plan.impl in PLANNED_FINITE and (
+                plan.layout is None or self.grads is plan.layout.grad_views):
+            return PLANNED_FINITE[plan.impl](plan.kernel)
+        return all_finite(self.grads)
+
+
+def _layouts_of(optimizer: RMSprop) -> dict[int, tuple[list[Tensor], FlatLayout]]:
+    """The flat layouts of ``optimizer`` (``flat=True``), by ``id`` of their group's
+    parameter list (which ``load_state_dict`` keeps, while it replaces the group dicts)."""
+    return optimizer.__dict__.setdefault("_rmsprop_layouts", {})
+
+
+def _intact_layout(optimizer: RMSprop, group: dict[str, Any]) -> FlatLayout | None:
+    """``group``'s flat layout, or ``None``; a layout whose parameters moved out of their
+    buffer (``p.data = ...``, ``model.to(...)``) is dropped: the group is an ordinary one."""
+    layouts = _layouts_of(optimizer)
+    entry = layouts.get(id(group["params"]))
+    if entry is None:
+        return None
+    if not entry[1].intact():
+        del layouts[id(group["params"])]
+        return None
+    return entry[1]
+
+
+def _gradients_pass(work: list[_Work]) -> bool:
+    """The ``nonfinite`` policies, before anything changes: raise
+    :class:`NonFiniteGradientError` for a NaN or inf in a ``"raise"`` group; ``False`` when
+    a ``"skip"`` group holds one (the whole step is skipped).
+
+    Each policy answers for its own groups' gradients: a NaN in a "skip" group skips the
+    step, it does not raise because another group says "raise".
+    """
+    raising = [i for i, item in enumerate(work)
+               if item.spec.nonfinite == "raise" and item.grads and not item.grads_finite()]
+    if raising:
+        raise NonFiniteGradientError(
+            f"a gradient of param group {raising[0]} holds NaN or inf "
+            "(nonfinite='raise'); parameters and optimizer state are unchanged"
+        )
+    return all(item.grads_finite() for item in work
+               if item.spec.nonfinite == "skip" and item.grads)
+
+
+def _run_plan(plan: GroupPlan, group: dict[str, Any], spec: RMSpropSpec) -> None:
+    """A planned group's step: one kernel launch per storage format, one add for the step
+    counters (the numbers of :func:`rmsprop.torch.functional.rmsprop`, bit for bit)."""
+    lr = group["lr"]
+    lr = lr.item() if isinstance(lr, Tensor) else float(lr)
+    steps = plan.step_values().tolist() if spec.bias_correction else None
+    PLANNED[plan.impl](plan.kernel, spec, lr, steps)
+    plan.counters.add_(1.0)

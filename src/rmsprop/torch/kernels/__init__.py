@@ -16,9 +16,10 @@ from ...spec import RMSpropSpec
 from .inplace import apply_update
 from .listops import ops_for
 from .local import local_shards
+from .plan import KernelPlan, plannable
 from .tensors import TensorLists, as_real
 
-__all__ = ["KERNELS", "TensorLists", "loop", "foreach", "fused", "triton", "as_real"]
+__all__ = ["KERNELS", "PLANNED", "PLANNED_FINITE", "KernelPlan", "TensorLists", "plannable", "loop", "foreach", "fused", "triton", "as_real"]
 
 Kernel = Callable[[TensorLists, RMSpropSpec, float, Sequence[float] | None], None]
 
@@ -63,3 +64,28 @@ def triton(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] 
 
 
 KERNELS: dict[str, Kernel] = {"loop": loop, "foreach": foreach, "fused": fused, "triton": triton}
+
+
+@torch._disable_dynamo
+def fused_planned(plan: KernelPlan, spec: RMSpropSpec, lr: float,
+                  steps: Sequence[float] | None) -> None:
+    """``fused`` on the tables of a :class:`.plan.KernelPlan` built once (numba)."""
+    from .fused_cpu import run_plan
+
+    run_plan(plan, spec, lr, steps)
+
+
+@torch._disable_dynamo
+def fused_grads_finite(plan: KernelPlan) -> bool:
+    """Whether this step's gradients in a :class:`.plan.KernelPlan` are all finite (numba)."""
+    from .fused_cpu import grads_finite
+
+    return grads_finite(plan)
+
+
+PLANNED_FINITE: dict[str, Callable[[KernelPlan], bool]] = {"fused": fused_grads_finite}
+"""The finiteness checks that read a :class:`.plan.KernelPlan`'s gradient row."""
+
+PLANNED: dict[str, Callable[[KernelPlan, RMSpropSpec, float, Sequence[float] | None], None]] = {
+    "fused": fused_planned}
+"""The implementations that run on a :class:`.plan.KernelPlan` (the others run per call)."""

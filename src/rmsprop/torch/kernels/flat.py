@@ -44,7 +44,10 @@ def scalars_of(
     wd = spec.weight_decay
     hyper = np.array([lr, rho, 1 - rho, spec.eps, wd, spec.momentum, lr * wd, 0.0], dtype=dtype)
     if spec.bias_correction:
-        corrections = np.array([1 - rho**step for step in steps], dtype=dtype)
+        # one Python power per distinct t (the tensors of a group usually share theirs)
+        distinct, which = np.unique(np.asarray(steps, dtype=np.float64), return_inverse=True)
+        values = np.array([1 - rho**step for step in distinct.tolist()], dtype=np.float64)
+        corrections = values[which.reshape(-1)].astype(dtype)
     else:
         corrections = np.ones(n, dtype=dtype)
     return hyper, corrections

@@ -44,12 +44,12 @@ from .numba_support import bf16_to_f32 as _bf16_to_f32
 from .numba_support import f16_to_f32 as _f16_to_f32
 from .numba_support import f32_to_bf16 as _f32_to_bf16
 from .numba_support import f32_to_f16 as _f32_to_f16
+from .plan import CHUNK, KernelPlan
 from .tensors import TensorLists, as_real
 
-__all__ = ["CHUNK", "MIN_PER_THREAD", "PIECES_PER_THREAD", "fused", "rmsprop_element"]
+__all__ = ["CHUNK", "MIN_PER_THREAD", "PIECES_PER_THREAD", "fused", "grads_finite",
+           "rmsprop_element", "run_plan"]
 
-CHUNK = 1 << 16
-"""Elements per unit of parallel work (256 KiB of float32 per array)."""
 
 _RAW_DTYPE = {"f32": np.float32, "f64": np.float64, "bf16": np.uint16, "f16": np.uint16}
 
@@ -201,3 +201,56 @@ def fused(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] |
              hyper, corrections, flags.maximize, flags.l2, flags.decoupled,
              flags.bias_correction, flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
         table.finish()
+
+
+def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
+             steps: Sequence[float] | None) -> None:
+    """One step of the tensors of ``plan`` (its gradient row set for this step): the kernel
+    of :func:`fused`, on tables built once; ``steps`` (the new t of each tensor, in the plan's
+    order) only with bias correction."""
+    flags = plan.flags
+    for group in plan.groups:
+        group_steps = None
+        if steps is not None:
+            group_steps = (steps if group.index.size == len(steps)
+                           else [steps[i] for i in group.index.tolist()])
+        hyper, corrections = scalars_of(spec, lr, group_steps, group.index.size, group.compute)
+        kernel = _kernel_for(flags.amsgrad, flags.centered, flags.momentum,
+                             group.param_format, group.state_format)
+        run_on_threads(kernel, group.chunk_length, group.addresses, group.chunk_tensor,
+                       group.chunk_start, group.chunk_length, hyper, corrections,
+                       flags.maximize, flags.l2, flags.decoupled, flags.bias_correction,
+                       flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
+    plan.finish()
+
+
+@functools.lru_cache(maxsize=None)
+def _finite_kernel_for(param_format: str):
+    """Whether every gradient element of a chunk table is finite: its exponent bits are not
+    all ones (an OR of bit tests, which vectorises; a float reduction would not)."""
+    raw, mask = {"f32": (np.uint32, 0x7F800000), "f64": (np.uint64, 0x7FF0000000000000),
+                 "bf16": (np.uint16, 0x7F80), "f16": (np.uint16, 0x7C00)}[param_format]
+    size = np.dtype(raw).itemsize
+    mask = raw(mask)
+
+    @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
+    def kernel(addresses, chunk_tensor, chunk_start, chunk_length):
+        for c in range(chunk_tensor.size):
+            t, lo, n = chunk_tensor[c], chunk_start[c], chunk_length[c]
+            grad = numba.carray(voidptr(addresses[_GRAD, t] + lo * size), n, raw)
+            bad = False
+            for i in range(n):
+                bad |= (grad[i] & mask) == mask
+            if bad:
+                return False
+        return True
+
+    return kernel
+
+
+def grads_finite(plan: KernelPlan) -> bool:
+    """Whether every element of the gradients in ``plan``'s table (this step's) is finite:
+    one pass over them, no tensor by tensor call."""
+    return all(_finite_kernel_for(group.param_format)(
+        group.addresses, group.chunk_tensor, group.chunk_start, group.chunk_length)
+        for group in plan.groups)

@@ -1,0 +1,179 @@
+"""A param group's step planned once: what ``RMSprop.step`` would gather tensor by tensor.
+
+An ordinary step of a fused group looks at every parameter in Python: is its gradient set,
+sparse, on which device, of which dtype; which implementation runs it; its state, created if
+missing; the kernel's address table; the step counters counted up one 0-d tensor at a time.
+On a model of many small tensors (2000 x 1k) that costs ten times the kernel. A
+:class:`GroupPlan` keeps the answers while they hold:
+
+* the group's parameters (which ones, in which order, which of them have a gradient), their
+  storage, the group's options and how they resolve (``impl``, the spec);
+* the state tensors and the kernel's tables (:class:`.kernels.plan.KernelPlan`);
+* the step counters, gathered into one 1-D tensor per group: ``state[p]["step"]`` is a 0-d
+  view of its element (torch's format: a 0-d float tensor), so one in-place add counts every
+  parameter's step.
+
+:meth:`GroupPlan.grads` checks, at every step, what can change between steps without the
+optimizer seeing it, each with one C-level pass over the group (no Python per tensor): the
+parameter list, each parameter's address (``p.data = ...``), which gradients are set, and
+their addresses (new at every step after ``zero_grad(set_to_none=True)``: they are written
+into the kernel's table, nothing is rebuilt), sizes and contiguity. What the optimizer changes
+itself (``load_state_dict``, unpickling, ``add_param_group``, ``warm_start``) drops its plans
+(:func:`forget`); a change of options (``state_precision``, ``momentum``, ...) written into
+``param_groups`` between steps is seen by comparing the group's resolved spec and settings.
+Replacing a state tensor by assignment (``optimizer.state[p]["square_avg"] = t``) between
+steps is not watched (no torch optimizer API does it): call :func:`forget` after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..spec import RMSpropSpec
+from .flat_layout import FlatLayout
+from .kernels import KernelPlan
+from .kernels.tensors import TensorLists
+
+__all__ = ["GroupPlan", "forget", "plans_of", "settings_of"]
+
+_GRAD = operator.attrgetter("grad")
+_PTR = Tensor.data_ptr
+_NUMEL = Tensor.numel
+_CONTIGUOUS = Tensor.is_contiguous
+_SPARSE = operator.attrgetter("is_sparse")
+_PLANS = "_rmsprop_plans"  # the optimizer's __dict__ entry: {id(group): GroupPlan}
+# The state key of each list of TensorLists (None: not a state tensor).
+_NAMES = (None, None, "square_avg", "step", "max_square_avg", "grad_avg", "momentum_buffer")
+
+
+def _state_names(tensors: TensorLists) -> tuple[str, ...]:
+    """The state keys (but ``step``) whose lists ``tensors`` holds."""
+    return tuple(name for name, lst in zip(_NAMES, tensors.fields())
+                 if name and name != "step" and lst)
+
+
+def plans_of(optimizer: Any) -> dict[int, "GroupPlan"]:
+    """The optimizer's plans, by ``id`` of their group."""
+    return optimizer.__dict__.setdefault(_PLANS, {})
+
+
+def forget(optimizer: Any) -> None:
+    """Drop every plan of ``optimizer`` (its state or groups changed): the next step
+    rebuilds them."""
+    optimizer.__dict__[_PLANS] = {}
+
+
+def settings_of(group: dict[str, Any]) -> tuple:
+    """How a group runs, besides its spec: a plan holds only while these are unchanged."""
+    return (group["impl"], group["foreach"], group["state_precision"], group["min_8bit_size"],
+            group["capturable"], group["differentiable"])
+
+
+@dataclass
+class GroupPlan:
+    """One group's step, gathered once (see the module docstring)."""
+
+    group: dict[str, Any]
+    group_params: list[Tensor]
+    has_grad: list[bool]
+    params: list[Tensor]
+    param_ptrs: list[int]
+    sizes: list[int]
+    spec: RMSpropSpec
+    settings: tuple
+    impl: str
+    state: Any
+    state_len: int
+    counters: Tensor
+    kernel: KernelPlan
+    layout: FlatLayout | None = None
+
+    @classmethod
+    def build(cls, optimizer: Any, group: dict[str, Any], params: list[Tensor],
+              states: list[dict[str, Any]], tensors: TensorLists, spec: RMSpropSpec,
+              impl: str, layout: FlatLayout | None = None) -> "GroupPlan | None":
+        """The plan of ``group`` stepping ``params`` (those with a gradient) with ``states``
+        (created) and ``tensors`` (their lists); ``None`` when the step counters cannot be
+        gathered (mixed dtypes or devices, as a loaded state dict may leave them).
+
+        With a flat ``layout`` holding every parameter of the group (each with its gradient
+        bound to its view), the state is moved into the layout's buffers and, without bias
+        correction (one ``1 - rho^t`` for all), the kernel walks the buffers as one tensor.
+        """
+        steps = [s["step"] for s in states]
+        first = steps[0]
+        if not all(isinstance(s, Tensor) and s.dim() == 0 and s.dtype == first.dtype
+                   and s.device == first.device for s in steps):
+            return None
+        group_params = list(group["params"])
+        if layout is not None and not (
+                len(params) == len(group_params) and layout.intact()
+                and layout.adopt_state(states, _state_names(tensors))):
+            layout = None
+        counters = torch.stack([s.detach() for s in steps])
+        for state, view in zip(states, counters.unbind()):
+            state["step"] = view
+        tensors = TensorLists(*[[s[name] for s in states] if name and lst else lst
+                                for name, lst in zip(_NAMES, tensors.fields())])
+        if layout is not None and not spec.bias_correction:
+            buffers = layout.state_buffers
+            tensors = TensorLists(
+                [layout.param_buffer], [layout.grad_buffer],
+                *[([buffers[name]] if name != "step" else lst[:1]) if lst and name else []
+                  for name, lst in zip(_NAMES[2:], tensors.fields()[2:])])
+        kernel = KernelPlan.build(tensors, spec)
+        has = set(map(id, params))
+        return cls(
+            group, group_params, [id(p) in has for p in group_params], list(params),
+            list(map(_PTR, params)), list(map(_NUMEL, params)), spec, settings_of(group),
+            impl, optimizer.state, len(optimizer.state), counters, kernel, layout,
+        )
+
+    def grads(self, optimizer: Any, group: dict[str, Any], spec: RMSpropSpec
+              ) -> list[Tensor] | None:
+        """This step's gradients of :attr:`params` when the plan still holds for ``group``
+        (their addresses written into the kernel's table), else ``None``."""
+        group_params = group["params"]
+        if (self.group is not group or spec is not self.spec
+                or optimizer.state is not self.state or len(optimizer.state) != self.state_len
+                or len(group_params) != len(self.group_params)
+                or settings_of(group) != self.settings
+                or not all(map(operator.is_, group_params, self.group_params))):
+            return None
+        if self.layout is not None:  # gradients not bound to their views are copied in
+            if list(map(_PTR, group_params)) != self.param_ptrs:
+                return None
+            views = self.layout.grad_views
+            if all(map(operator.is_, map(_GRAD, group_params), views)):
+                return views
+            grads = list(map(_GRAD, group_params))
+            if all(map(operator.is_not, grads, itertools.repeat(None))) and not any(
+                    map(_SPARSE, grads)):
+                return grads
+            return None
+        grads = list(map(_GRAD, group_params))
+        if list(map(operator.is_not, grads, itertools.repeat(None))) != self.has_grad:
+            return None
+        if len(grads) != len(self.params):
+            grads = list(itertools.compress(grads, self.has_grad))
+        try:
+            ptrs = list(map(_PTR, grads))
+            if (list(map(_NUMEL, grads)) != self.sizes or not all(map(_CONTIGUOUS, grads))
+                    or list(map(_PTR, self.params)) != self.param_ptrs):
+                return None
+        except RuntimeError:  # a sparse gradient: the ordinary path says so
+            return None
+        self.kernel.set_grads(ptrs)
+        return grads
+
+    def step_values(self) -> np.ndarray:
+        """t of this step for each parameter (the counters plus one, in float64, as the
+        per-call path computes them from each counter's value)."""
+        return self.counters.numpy().astype(np.float64) + 1.0

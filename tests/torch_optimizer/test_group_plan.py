@@ -1,0 +1,286 @@
+"""The plan of a fused param group (rmsprop.torch.group_plan): built once, reused while the
+group is unchanged, rebuilt when it changes, and the numbers of the per-call fused path bit for
+bit (that path, rmsprop.torch.functional.rmsprop, is run here on its own copies as the
+reference; torch.optim.RMSprop and rmsprop.reference check both against independent code)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from rmsprop import reference
+from rmsprop.spec import RMSpropSpec
+from rmsprop.torch import RMSprop
+from rmsprop.torch import group_plan
+from rmsprop.torch.functional import rmsprop as functional_rmsprop
+from rmsprop.update import state_keys
+
+OPTIONS = [
+    {},
+    {"momentum": 0.9},
+    {"momentum": 0.5, "nesterov": True, "centered": True, "amsgrad": True,
+     "bias_correction": True, "weight_decay": 0.01},
+]
+SHAPES = [(3,), (70_001,), (4, 5), (0,), (1000,)]  # one over a chunk, an empty one
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """How many plans the optimizer builds."""
+    count = {"n": 0}
+    original = group_plan.GroupPlan.build.__func__
+
+    def counting(cls, *args, **kwargs):
+        count["n"] += 1
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(group_plan.GroupPlan, "build", classmethod(counting))
+    return count
+
+
+def make_params(seed=0, shapes=SHAPES, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in shapes]
+
+
+def grads_for(params, step, seed=1):
+    gen = torch.Generator().manual_seed(seed * 1000 + step)
+    return [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+
+
+class PerCall:
+    """The fused path before plans: rmsprop.torch.functional.rmsprop with its own state."""
+
+    def __init__(self, params, options):
+        self.spec = RMSpropSpec(lr=1e-2, **options)
+        self.params = [p.detach().clone() for p in params]
+        v0 = self.spec.initial_accumulator_value
+        self.state = {key: [torch.full_like(p, v0 if "square" in key else 0.0)
+                            for p in self.params] for key in state_keys(self.spec)}
+        self.steps = [torch.zeros(()) for _ in self.params]
+
+    def step(self, grads, lr=1e-2, active=None):
+        active = range(len(self.params)) if active is None else active
+        pick = lambda lst: [lst[i] for i in active] if lst else None  # noqa: E731
+        functional_rmsprop(
+            pick(self.params), pick(grads), pick(self.state["square_avg"]), pick(self.steps),
+            max_square_avgs=pick(self.state.get("max_square_avg")),
+            grad_avgs=pick(self.state.get("grad_avg")),
+            momentum_buffers=pick(self.state.get("momentum_buffer")),
+            spec=self.spec, lr=lr, impl="fused")
+
+
+def assert_same(opt, params, per_call):
+    for i, (p, q) in enumerate(zip(params, per_call.params)):
+        assert torch.equal(p.detach(), q), f"param {i}"
+        state = opt.state[p]
+        for key, tensors in per_call.state.items():
+            assert torch.equal(state[key], tensors[i]), (i, key)
+        assert torch.equal(state["step"], per_call.steps[i]), (i, "step")
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=str)
+def test_one_plan_serves_every_step_with_the_per_call_numbers(options, builds):
+    params = make_params()
+    opt = RMSprop(params, lr=1e-2, impl="fused", **options)
+    per_call = PerCall(params, options)
+    for step in range(6):
+        grads = grads_for(params, step)
+        opt.zero_grad()  # set_to_none: new gradient tensors at every step
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        per_call.step(grads)
+        assert_same(opt, params, per_call)
+    assert builds["n"] == 1
+
+
+def test_step_counters_are_views_of_one_tensor_per_group():
+    params = make_params()
+    opt = RMSprop(params, impl="fused")
+    for step in range(3):
+        for p, g in zip(params, grads_for(params, step)):
+            p.grad = g
+        opt.step()
+    steps = [opt.state[p]["step"] for p in params]
+    assert all(s.dim() == 0 and s.dtype == torch.float32 and s.item() == 3 for s in steps)
+    assert len({s.untyped_storage().data_ptr() for s in steps}) == 1
+
+
+@pytest.mark.parametrize("change", ["load_state_dict", "param_data", "option",
+                                    "add_param_group", "state_precision"])
+def test_a_changed_group_is_planned_again_and_steps_as_before(change, builds):
+    params = make_params()
+    opt = RMSprop(params, lr=1e-2, impl="fused", momentum=0.9)
+    per_call = PerCall(params, {"momentum": 0.9})
+    lr = 1e-2
+    for step in range(5):
+        grads = grads_for(params, step)
+        if step == 2:
+            if change == "load_state_dict":
+                opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+            elif change == "param_data":  # a new storage, same values
+                params[1].data = params[1].data.clone()
+            elif change == "option":  # a scheduler writing into param_groups
+                opt.param_groups[0]["momentum"] = 0.5
+                per_call.spec = per_call.spec.replace(momentum=0.5)
+            elif change == "add_param_group":
+                opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+            else:  # a lean step in between, then back to full precision
+                opt.param_groups[0]["state_precision"] = "bf16"
+        if change == "state_precision" and step == 3:
+            opt.param_groups[0]["state_precision"] = "fp32"
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        if change == "state_precision" and step == 2:  # the lean step: not comparable
+            per_call = PerCall(params, {"momentum": 0.9})
+            for i, p in enumerate(params):
+                for key in per_call.state:
+                    per_call.state[key][i].copy_(opt.state[p][key]
+                                                 if key in opt.state[p] else 0)
+                per_call.steps[i].fill_(opt.state[p]["step"].item())
+            continue
+        per_call.step(grads, lr)
+        assert_same(opt, params, per_call)
+    assert builds["n"] == 2
+
+
+def test_a_parameter_without_gradient_is_left_alone_and_the_plan_kept(builds):
+    params = make_params()
+    opt = RMSprop(params, lr=1e-2, impl="fused")
+    per_call = PerCall(params, {})
+    active = [0, 2, 3, 4]
+    for step in range(4):
+        grads = grads_for(params, step)
+        for i in active:
+            params[i].grad = grads[i].clone()
+        opt.step()
+        per_call.step(grads, active=active)
+        for i in active:
+            assert torch.equal(params[i].detach(), per_call.params[i])
+        assert torch.equal(params[1].detach(), per_call.params[1])  # never stepped
+        assert "step" not in opt.state.get(params[1], {})
+    assert builds["n"] == 1
+
+
+def test_the_planned_path_matches_torch_and_the_reference():
+    """Many small tensors, under the plan: within the fused tolerance of torch.optim.RMSprop,
+    and of the float64 reference at float64."""
+    for dtype, tol in ((torch.float32, dict(rtol=1e-4, atol=1e-5)),
+                       (torch.float64, dict(rtol=1e-12, atol=1e-13))):
+        shapes = [(7,)] * 300 + [(70_000,)]
+        ours = make_params(3, shapes, dtype)
+        theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+        opt = RMSprop(ours, lr=1e-2, impl="fused", momentum=0.9, centered=True)
+        torch_opt = torch.optim.RMSprop(theirs, lr=1e-2, momentum=0.9, centered=True)
+        spec = RMSpropSpec(lr=1e-2, momentum=0.9, centered=True)
+        start = [p.detach().double().numpy().copy() for p in ours]  # a copy at float64 too
+        ref = [(theta, reference.init_state(theta, spec)) for theta in start]
+        for step in range(4):
+            grads = grads_for(ours, step)
+            for p, q, g in zip(ours, theirs, grads):
+                p.grad, q.grad = g.clone(), g.clone()
+            opt.step()
+            torch_opt.step()
+            ref = [reference.step(theta, g.double().numpy(), state, spec, 1e-2, step + 1)
+                   for (theta, state), g in zip(ref, grads)]
+        for p, q, (theta, _) in zip(ours, theirs, ref):
+            torch.testing.assert_close(p, q, **tol)
+            np.testing.assert_allclose(p.detach().double().numpy(), theta, **tol)
+
+
+@pytest.mark.parametrize("options", [{}, {"momentum": 0.9, "centered": True}], ids=str)
+def test_state_dict_round_trip_through_torch(options):
+    """Saved by the plan's counters, loaded by torch.optim.RMSprop, saved again, loaded back:
+    the run continues as one that never left (state[p]["step"] is torch's 0-d tensor)."""
+    params = make_params()
+    opt = RMSprop(params, lr=1e-2, impl="fused", **options)
+    for step in range(3):
+        for p, g in zip(params, grads_for(params, step)):
+            p.grad = g
+        opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    assert all(s["step"].dim() == 0 and s["step"].dtype == torch.float32
+               for s in saved["state"].values())
+    torch_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    torch_opt = torch.optim.RMSprop(torch_params, lr=1e-2, **options)
+    torch_opt.load_state_dict(saved)
+    back_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    back = RMSprop(back_params, lr=1e-2, impl="fused", **options)
+    back.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
+    for step in range(3, 6):
+        grads = grads_for(params, step)
+        for ps in (params, back_params):
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+        opt.step()
+        back.step()
+    for p, q in zip(params, back_params):
+        assert torch.equal(p, q)
+        for key, value in opt.state[p].items():
+            assert torch.equal(back.state[q][key], value), key
+    steps = [back.state[q]["step"] for q in back_params]
+    assert len({s.untyped_storage().data_ptr() for s in steps}) == 1  # gathered again
+    assert all(s.item() == 6 for s in steps)
+
+
+def test_a_group_of_several_dtypes_is_planned_with_the_per_call_numbers(builds):
+    params = (make_params(4, [(5,), (300,)], torch.float64) + make_params(5, [(7,), (2, 3)])
+              + make_params(6, [(9,)], torch.bfloat16))
+    params = [params[0], params[2], params[1], params[4], params[3]]  # interleaved dtypes
+    opt = RMSprop(params, lr=1e-2, impl="fused", momentum=0.9, bias_correction=True)
+    per_call = PerCall(params, {"momentum": 0.9, "bias_correction": True})
+    for i, p in enumerate(per_call.params):  # the fused kernels keep float32 state for bf16
+        if p.dtype == torch.bfloat16:
+            for key in per_call.state:
+                per_call.state[key][i] = per_call.state[key][i].float()
+    for step in range(4):
+        grads = grads_for(params, step)
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        per_call.step(grads)
+        assert_same(opt, params, per_call)
+    assert builds["n"] == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_a_planned_group_sees_every_nonfinite_gradient_before_anything_changes(
+        policy, dtype, monkeypatch):
+    """The plan's one-pass check (not torch's per-tensor norms) finds a NaN or inf anywhere:
+    in the first, a middle or the last tensor, at its first or last element."""
+    import rmsprop.torch.optimizer as optimizer_module
+
+    params = make_params(7, SHAPES, dtype)
+    opt = RMSprop(params, lr=1e-2, impl="fused", momentum=0.9, nonfinite=policy)
+    for p, g in zip(params, grads_for(params, 0)):
+        p.grad = g
+    opt.step()
+    monkeypatch.setattr(optimizer_module, "all_finite", None)  # the plan's check, not it
+    for index, element, value in [(0, 0, float("nan")), (1, -1, float("inf")),
+                                  (4, 500, -float("inf")), (2, 0, float("nan"))]:
+        for p, g in zip(params, grads_for(params, 1)):
+            p.grad = g
+        params[index].grad.view(-1)[element] = value
+        before = [p.detach().clone() for p in params]
+        state = copy.deepcopy({i: dict(opt.state[p]) for i, p in enumerate(params)})
+        if policy == "raise":
+            with pytest.raises(Exception, match="param group 0 holds NaN or inf"):
+                opt.step()
+        else:
+            skipped = opt.skipped_steps
+            opt.step()
+            assert opt.skipped_steps == skipped + 1
+        assert all(torch.equal(p, b) for p, b in zip(params, before))
+        for i, p in enumerate(params):
+            for key, value in state[i].items():
+                assert torch.equal(opt.state[p][key], value), (index, key)
+    for p, g in zip(params, grads_for(params, 2)):  # finite again: it steps
+        p.grad = g
+    opt.step()
+    assert opt.state[params[0]]["step"].item() == 2
