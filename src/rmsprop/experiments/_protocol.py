@@ -32,6 +32,7 @@ import numpy as np
 __all__ = [
     "VERDICTS", "Criterion", "Spec", "Config", "Figure", "Tuned", "Measurement", "interval",
     "tune", "judge", "count_verdicts", "headline", "settle_steps", "first_dip", "censored", "log_grid", "points_per_decade",
+    "Settling", "tune_by_settling",
 ]
 
 VERDICTS = ("contradicted", "inconclusive", "reproduced")  # the order reports list them in
@@ -300,3 +301,31 @@ def headline(results: Sequence[Any]) -> str:
     """'N contradicted, N inconclusive, N reproduced (of N claims)'."""
     counts = count_verdicts(results)
     return ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + f" (of {len(results)} claims)"
+
+
+@dataclass
+class Settling:
+    """A tuning by steps to settle: the record, the censored steps at the best lr per seed,
+    and the table cells (best lr, steps to settle, seeds settled, first dip, log10 final
+    f / f0)."""
+
+    tuned: Tuned
+    best: np.ndarray
+    cells: list[str]
+
+
+def tune_by_settling(grid: Sequence[float], loss: np.ndarray, relative_target: float,
+                     budget: int, score: str) -> Settling:
+    """Tune on ``loss`` (step, lr, seed) by the steps after which ``loss / loss[0]`` stays
+    below ``relative_target`` (not reached: ``budget + 1``), ties broken by the final loss."""
+    rel = loss / loss[0]
+    settle = settle_steps(rel.reshape(rel.shape[0], -1), relative_target).reshape(rel.shape[1:])
+    t = tune(grid, censored(settle, budget), score, tiebreak=np.log10(rel[-1]))
+    b = t.best_index
+    best = censored(settle[b], budget)
+    cells = [f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
+             interval(best).text(".0f"),
+             f"{int(np.isfinite(settle[b]).sum())}/{settle.shape[1]}",
+             interval(censored(first_dip(rel[:, b], relative_target), budget)).text(".0f"),
+             interval(np.log10(rel[-1, b])).text(".2f")]
+    return Settling(t, best, cells)

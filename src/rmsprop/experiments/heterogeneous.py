@@ -17,9 +17,7 @@ import numpy as np
 from ..spec import resolve
 from ._base import Table, new_figure
 from ._plots import band, settling_panels
-from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps, tune,
-)
+from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune_by_settling
 from ._spec_grid import quadratic_rows, run_lr_seed_rows
 from .forgiveness import SPEC as _FORGIVENESS
 
@@ -67,18 +65,10 @@ def simulate(cfg: Config, progress):
 def measure(raw, cfg: Config) -> Measurement:
     tuned, best, rows = {}, {}, []
     for name, loss in raw.items():
-        rel = loss / loss[0]
-        settle = settle_steps(rel.reshape(rel.shape[0], -1), RELATIVE_TARGET).reshape(rel.shape[1:])
-        t = tune(SPEC.optimizers[name], censored(settle, cfg.steps),
-                 "steps until f stays below 1e-4 f0", tiebreak=np.log10(rel[-1]))
-        tuned[name] = t
-        best[name] = censored(settle[t.best_index], cfg.steps)
-        rows.append([name, f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
-                     interval(best[name]).text(".0f"),
-                     f"{int(np.isfinite(settle[t.best_index]).sum())}/{len(cfg.seeds)}",
-                     interval(censored(first_dip(rel[:, t.best_index], RELATIVE_TARGET),
-                                       cfg.steps)).text(".0f"),
-                     interval(np.log10(rel[-1, t.best_index])).text(".2f")])
+        s = tune_by_settling(SPEC.optimizers[name], loss, RELATIVE_TARGET, cfg.steps,
+                             "steps until f stays below 1e-4 f0")
+        tuned[name], best[name] = s.tuned, s.best
+        rows.append([name, *s.cells])
     figures = {"gd_over_rmsprop_steps": interval(best["GD"] / best["RMSProp"])}
     table = Table(["optimizer", "best lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
                    "log10 final f / f0"], rows,

@@ -16,9 +16,7 @@ from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_grid
 from ._plots import band, settling_panels
-from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps, tune,
-)
+from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune_by_settling
 
 DIM = 20
 RELATIVE_TARGET = 1e-4
@@ -83,20 +81,10 @@ def simulate(cfg: Config, progress):
 def measure(raw, cfg: Config) -> Measurement:
     tuned, best, rows = {}, {}, []
     for vname in VARIANTS:
-        loss = raw[vname]
-        settle = settle_steps((loss / loss[0]).reshape(loss.shape[0], -1),
-                              RELATIVE_TARGET).reshape(loss.shape[1:])
-        t = tune(SPEC.optimizers[vname], censored(settle, cfg.steps),
-                 "steps until the loss stays below 1e-4 of the start",
-                 tiebreak=np.log10(loss[-1] / loss[0]))
-        tuned[vname] = t
-        best[vname] = censored(settle[t.best_index], cfg.steps)
-        rows.append([vname, f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
-                     interval(best[vname]).text(".0f"),
-                     f"{int(np.isfinite(settle[t.best_index]).sum())}/{len(cfg.seeds)}",
-                     interval(censored(first_dip(loss[:, t.best_index] / loss[0, t.best_index],
-                                                 RELATIVE_TARGET), cfg.steps)).text(".0f"),
-                     interval(np.log10(loss[-1, t.best_index] / loss[0, t.best_index])).text(".2f")])
+        s = tune_by_settling(SPEC.optimizers[vname], raw[vname], RELATIVE_TARGET, cfg.steps,
+                             "steps until the loss stays below 1e-4 of the start")
+        tuned[vname], best[vname] = s.tuned, s.best
+        rows.append([vname, *s.cells])
     figures = {"plain_over_momentum_steps": interval(best["plain"] / best["momentum 0.9"]),
                "plain_over_nesterov_steps": interval(best["plain"] / best["Nesterov 0.9"]),
                "plain_over_centered_steps": interval(best["plain"] / best["centered"])}

@@ -19,9 +19,7 @@ import numpy as np
 from ..spec import resolve
 from ._base import Table, new_figure
 from ._plots import band, settling_panels
-from ._protocol import (
-    Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps, tune,
-)
+from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune_by_settling
 from ._spec_grid import quadratic_rows, run_lr_seed_rows, run_rows
 
 DIM = 20
@@ -91,19 +89,10 @@ def simulate(cfg: Config, progress):
 def measure(raw, cfg: Config) -> Measurement:
     tuned, best, rows = {}, {}, []
     for name in FORMS:
-        loss = raw[name]
-        rel = loss / loss[0]
-        settle = settle_steps(rel.reshape(rel.shape[0], -1), RELATIVE_TARGET).reshape(rel.shape[1:])
-        t = tune(SPEC.optimizers[name], censored(settle, cfg.steps),
-                 "steps until f stays below 1e-4 f0", tiebreak=np.log10(rel[-1]))
-        tuned[name] = t
-        best[name] = censored(settle[t.best_index], cfg.steps)
-        rows.append([name, f"{t.best_lr:.3g}" + (" (edge)" if t.best_lr_on_edge else ""),
-                     interval(best[name]).text(".0f"),
-                     f"{int(np.isfinite(settle[t.best_index]).sum())}/{len(cfg.seeds)}",
-                     interval(censored(first_dip(rel[:, t.best_index], RELATIVE_TARGET),
-                                       cfg.steps)).text(".0f"),
-                     interval(np.log10(rel[-1, t.best_index])).text(".2f")])
+        s = tune_by_settling(SPEC.optimizers[name], raw[name], RELATIVE_TARGET, cfg.steps,
+                             "steps until f stays below 1e-4 f0")
+        tuned[name], best[name] = s.tuned, s.best
+        rows.append([name, *s.cells])
     names = list(FORMS)
     figures = {"torch_over_tf_steps": interval(best[names[1]] / best[names[0]])}
     # rounding differs (lr * sum vs sum of lr * ...) and condition 1000 amplifies it
