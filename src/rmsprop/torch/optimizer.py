@@ -138,8 +138,9 @@ class RMSprop(Optimizer):
         state_precision: how the state is stored: ``"fp32"`` (default; the parameter's dtype,
             as torch, but float32 for 16-bit parameters under the fused and Triton kernels),
             ``"bf16"`` or ``"8bit"`` (block-wise quantized, about 1 byte per element per state
-            tensor; see :mod:`rmsprop.torch.lean.storage`). Lean precisions run on CPU with
-            ``impl="fused"`` or ``"auto"``; every option works with them.
+            tensor; see :mod:`rmsprop.torch.lean.storage`). Lean precisions run on CPU
+            tensors (numba, ``impl="fused"`` or ``"auto"``) and on CUDA tensors (Triton,
+            ``impl="triton"`` or ``"auto"``); every option works with them.
             A state dict loads with any precision and is converted to this optimizer's;
             ``torch.optim.RMSprop`` reads only ``"fp32"`` state dicts (load a lean one into
             this class with ``"fp32"`` and save that to hand a run over).
