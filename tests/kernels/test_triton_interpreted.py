@@ -81,7 +81,6 @@ def test_blocks_of_several_tensors_in_one_launch(triton_interpreter):
 
 def test_triton_and_fused_agree_exactly():
     """Two kernels, one math: the same bits (numba and the Triton interpreter)."""
-    pytest.importorskip("numba")
     from rmsprop.torch.functional import rmsprop as step
 
     spec = RMSpropSpec(momentum=0.9, centered=True, nesterov=True, weight_decay=0.1,
