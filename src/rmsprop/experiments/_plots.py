@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._protocol import Tuned
 
@@ -18,7 +19,7 @@ __all__ = ["band", "cut_early_transient", "lr_sweep", "final_loss_sweep", "flag_
 
 def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of ``values`` (seeds, points): mean and the 95 % t-interval's bounds."""
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]  # scipy ships no type information
 
     values = np.asarray(values, dtype=np.float64)
     mean = values.mean(0)
@@ -30,7 +31,7 @@ def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
-def band(ax: Any, x: Sequence[float], values: np.ndarray, color: str, label: str, *,
+def band(ax: Any, x: ArrayLike, values: np.ndarray, color: str, label: str, *,
          lw: float = 1.4, ls: str = "-") -> None:
     """Mean over seeds (a line) and its 95 % interval (a band), each with a legend entry; on
     a log-scaled axis (set the scale first) the mean and interval are those of log10."""

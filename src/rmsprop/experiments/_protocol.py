@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "VERDICTS", "Criterion", "Spec", "Config", "Figure", "Tuned", "Measurement", "interval",
@@ -154,7 +155,7 @@ class Figure:
         return f"{self.mean:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
 
 
-def interval(values: Sequence[float] | float, unit: str = "") -> Figure:
+def interval(values: ArrayLike, unit: str = "") -> Figure:
     """Mean and 95 % Student-t interval of per-seed values (one value: a point, no width)."""
     data = np.atleast_1d(np.asarray(values, dtype=np.float64))
     mean = float(np.mean(data))
@@ -165,7 +166,7 @@ def interval(values: Sequence[float] | float, unit: str = "") -> Figure:
         if sem == 0.0:
             low = high = mean
         else:
-            from scipy import stats
+            from scipy import stats  # type: ignore[import-untyped]  # scipy ships no types
 
             low, high = (float(v) for v in stats.t.interval(0.95, len(data) - 1, loc=mean,
                                                              scale=sem))

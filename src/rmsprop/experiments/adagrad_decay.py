@@ -12,6 +12,8 @@ coordinates) only shrinks by construction: that is a sanity check, not the verdi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -75,7 +77,8 @@ def _effective_step(key: str, eps: float):
 
 
 def simulate(cfg: Config, progress):
-    raw, k = {}, 0
+    raw: dict[str, Any] = {}
+    k = 0
     x0 = np.full((len(cfg.seeds), DIM), START)
     for sname, scale in SCENARIOS.items():
         raw[sname] = {}
@@ -95,7 +98,8 @@ def simulate(cfg: Config, progress):
 def measure(raw, cfg: Config) -> Measurement:
     tail = max(cfg.steps // 10, 1)
     half = cfg.steps // 2
-    figures, tuned, rows, data, sanity = {}, {}, [], {}, {}
+    figures, tuned, rows, sanity = {}, {}, [], {}
+    data: dict[str, Any] = {}
     for sname, key in (("move + scale drop", "move_and_drop"), ("move only", "move_only")):
         end = {}
         data[sname] = {}

@@ -10,6 +10,8 @@ times the grid spacing (in decades). Judged: RMSProp's window minus SGD's, paire
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -69,7 +71,8 @@ def problems(seeds):
 
 
 def simulate(cfg: Config, progress):
-    raw, k = {}, 0
+    raw: dict[str, Any] = {}
+    k = 0
     probs = problems(cfg.seeds)
     for pname, (fn, x0, _) in probs.items():
         raw[pname] = {}
@@ -82,7 +85,8 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    figures, tuned, rows, data = {}, {}, [], {}
+    figures, tuned, rows = {}, {}, []
+    data: dict[str, Any] = {}
     targets = {p: v[2] for p, v in problems(cfg.seeds).items()}
     for pname, target in targets.items():
         windows = {}

@@ -9,6 +9,8 @@ is tuned on its own grid by the mean steps after which the loss stays below the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -20,7 +22,7 @@ from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid,
 
 DIM = 20
 RELATIVE_TARGET = 1e-4
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
     "momentum 0.9": {"momentum": 0.9},
     "Nesterov 0.9": {"momentum": 0.9, "nesterov": True},

@@ -13,6 +13,7 @@ their own grid of peak lrs by the steps after which the loss stays below 1e-4 of
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def problem(seeds):
 def simulate(cfg: Config, progress):
     H, x0 = problem(cfg.seeds)
     fn = quadratic_rows(H)
-    raw = {}
+    raw: dict[str, Any] = {}
     for k, (name, spec) in enumerate(FORMS.items()):
         raw[name] = run_lr_seed_rows(spec, fn, x0, SPEC.optimizers[name], cfg.steps,
                                      schedule=schedule_for(cfg.steps))

@@ -11,6 +11,8 @@ below f = 1e-3 (not reached: counted as the budget + 1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -77,7 +79,7 @@ def starts(seeds, angle_deg: float) -> np.ndarray:
 
 
 def simulate(cfg: Config, progress):
-    raw = {}
+    raw: dict[str, Any] = {}
     total = len(PROBLEMS) * len(OPTIMIZERS)
     k = 0
     for pname, angle in PROBLEMS.items():
@@ -93,7 +95,8 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    figures, tuned, rows, data = {}, {}, [], {}
+    figures, tuned, rows = {}, {}, []
+    data: dict[str, Any] = {}
     best_steps = {}
     for pname in PROBLEMS:
         data[pname] = {}
