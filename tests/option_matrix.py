@@ -94,3 +94,9 @@ def params(combos: Iterable[Any], id_of=None) -> list:
     if id_of is None:
         id_of = lambda c: spec_id(c) if isinstance(c, RMSpropSpec) else combo_id(c)  # noqa: E731
     return [pytest.param(c, id=id_of(c)) for c in combos]
+
+
+def numbered(specs: Iterable[RMSpropSpec]) -> list:
+    """``pytest.param(n, spec)`` per spec, ``n`` its position (a seed of its own, so that one
+    combination's data does not depend on the others having run), with its readable id."""
+    return [pytest.param(n, spec, id=spec_id(spec)) for n, spec in enumerate(specs)]
