@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fused_common import ALL_SPECS, new_state, random_params, run_and_check
-from option_matrix import numbered
+from option_matrix import numbered, tiered
 from rmsprop.spec import RMSpropSpec
 
 from rmsprop.torch.kernels import fused_cpu
@@ -18,7 +18,7 @@ from rmsprop.torch.kernels import fused_cpu
 HALF = (torch.bfloat16, torch.float16)
 
 
-@pytest.mark.parametrize("n, spec", numbered(ALL_SPECS))
+@pytest.mark.parametrize("n, spec", tiered(numbered(ALL_SPECS)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_every_option_combination(dtype, n, spec):
     """The whole option matrix, 3 steps with a changing lr, three tensors in one call (a 0-d

@@ -18,7 +18,9 @@ from rmsprop.errors import NonFiniteGradientError
 from rmsprop.numpy import RMSprop
 from rmsprop.spec import FLAVORS
 import exact_oracle
-from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, numbered, params
+from option_matrix import (
+    ALL_SPECS, WELL_CONDITIONED, ill_conditioned, numbered, params, tiered,
+)
 from rmsprop.testing import lr_schedule, mixed_gradients
 
 SHAPES = ((4, 3), (), (2,))
@@ -107,7 +109,7 @@ def _run(spec, params, grads, lrs, **extra):
     return opt
 
 
-@pytest.mark.parametrize("spec", params(ALL_SPECS))
+@pytest.mark.parametrize("spec", tiered(params(ALL_SPECS)))
 def test_float64_matches_the_exact_oracle(spec):
     """Every spec of the option matrix, 8 steps with a changing lr, to float64 rounding of the
     spec's equations at 50 digits. The ill-conditioned corner (centered + bias correction
@@ -140,9 +142,10 @@ def test_every_flavor_matches_the_exact_oracle(flavor):
 # The ill-conditioned corner is rounding noise below float64: WELL_CONDITIONED; every
 # combination in float32, one in eight in float16.
 LOWER_PRECISION = (
-    [pytest.param(np.float32, *c.values, id=f"float32-{c.id}") for c in numbered(WELL_CONDITIONED)]
-    + [pytest.param(np.float16, *c.values, id=f"float16-{c.id}")
-       for c in numbered(WELL_CONDITIONED[::8])]
+    tiered(pytest.param(np.float32, *c.values, id=f"float32-{c.id}")
+           for c in numbered(WELL_CONDITIONED))
+    + tiered(pytest.param(np.float16, *c.values, id=f"float16-{c.id}")
+             for c in numbered(WELL_CONDITIONED[::8]))
 )
 
 

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rmsprop import reference
-from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params
+from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params, tiered
 from rmsprop.testing import lr_schedule, mixed_gradients
 from rmsprop.torch import RMSprop
 
@@ -66,7 +66,7 @@ MATRIX_PROBLEM = make_problem(0, [(3, 4), (), (5,)], steps=6)
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("spec", params(CONDITIONED_SPECS))
+@pytest.mark.parametrize("spec", tiered(params(CONDITIONED_SPECS)))
 def test_every_option_combination_float64(spec, impl):
     """The whole option matrix, one spec per test, 6 steps with a changing lr: 1e-12 relative
     at float64."""
