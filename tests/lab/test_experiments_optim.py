@@ -15,7 +15,12 @@ from experiments_common import run_quick
 from rmsprop import reference, resolve
 from rmsprop.experiments import graves, reddi, valley
 
-SYNTHETIC = ["lr-forgiveness", "heterogeneous-scales", "adagrad-decay", "momentum",
+# Slow, and in the full suite only: the ones whose code the fast tier runs elsewhere
+# (adagrad-decay's simulate and measure three times in test_experiments_registry; momentum's
+# settle-and-tune table and figure in tf-momentum-form, correlations and heterogeneous-scales).
+SYNTHETIC = ["lr-forgiveness", "heterogeneous-scales",
+             pytest.param("adagrad-decay", marks=pytest.mark.slow),
+             pytest.param("momentum", marks=pytest.mark.slow),
              "tf-momentum-form", "graves-nesterov", "adadelta", "adam-beta1-zero",
              "weight-decay", "correlations",
              pytest.param("valley", marks=pytest.mark.slow),
