@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import pytest
 
 from rmsprop import RMSpropSpec
-from rmsprop.testing import option_matrix
+from rmsprop.testing import FLAG_VALUES, option_matrix
 
 ALL_SPECS: list[RMSpropSpec] = list(option_matrix())
 
@@ -94,3 +94,42 @@ def params(combos: Iterable[Any], id_of=None) -> list:
     if id_of is None:
         id_of = lambda c: spec_id(c) if isinstance(c, RMSpropSpec) else combo_id(c)  # noqa: E731
     return [pytest.param(c, id=id_of(c)) for c in combos]
+
+
+def numbered(specs: Iterable[RMSpropSpec]) -> list:
+    """``pytest.param(n, spec)`` per spec, ``n`` its position (a seed of its own, so that one
+    combination's data does not depend on the others having run), with its readable id."""
+    return [pytest.param(n, spec, id=spec_id(spec)) for n, spec in enumerate(specs)]
+
+
+def _pairs(spec: RMSpropSpec) -> set[tuple]:
+    values = sorted((name, repr(getattr(spec, name))) for name in FLAG_VALUES)
+    return {(a, b) for i, a in enumerate(values) for b in values[i + 1:]}
+
+
+def pairwise_cover(specs: Iterable[RMSpropSpec]) -> list[RMSpropSpec]:
+    """A few of ``specs`` that hold every pair of option values ``specs`` hold (greedy: the
+    one adding the most pairs first, the earliest on a tie; deterministic)."""
+    specs = list(specs)
+    index: dict[tuple, int] = {}
+    masks = [sum(1 << index.setdefault(pair, len(index)) for pair in _pairs(spec))
+             for spec in specs]
+    missing = (1 << len(index)) - 1
+    chosen = []
+    while missing:
+        best = max(range(len(specs)), key=lambda i: ((masks[i] & missing).bit_count(), -i))
+        chosen.append(specs[best])
+        missing &= ~masks[best]
+    return chosen
+
+
+def tiered(param_sets: Iterable[Any]) -> list:
+    """``param_sets`` (``pytest.param`` with one spec among their values), those whose spec is
+    outside the :func:`pairwise_cover` of all of them marked ``slow``: the fast tier runs every
+    pair of option values, the full suite every combination."""
+    param_sets = list(param_sets)
+    spec_of = [next(v for v in p.values if isinstance(v, RMSpropSpec)) for p in param_sets]
+    fast = {spec_id(spec) for spec in pairwise_cover(spec_of)}
+    return [p if spec_id(spec) in fast else pytest.param(*p.values, id=p.id,
+                                                           marks=[*p.marks, pytest.mark.slow])
+            for p, spec in zip(param_sets, spec_of)]

@@ -124,7 +124,6 @@ def _cache_files(folder: Path) -> set[Path]:
 @pytest.mark.parametrize("where", ["NUMBA_CACHE_DIR", "XDG_CACHE_HOME"])
 def test_numba_caches_the_kernels_outside_the_package(tmp_path, where):
     """NUMBA_CACHE_DIR when set, else numba's user-wide cache directory; never the package."""
-    pytest.importorskip("numba")
     package_before = _cache_files(SRC / "rmsprop")
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     if where == "NUMBA_CACHE_DIR":

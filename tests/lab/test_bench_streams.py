@@ -4,13 +4,12 @@ is asserted)."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
-
-from rmsprop.benchmark import step_time  # noqa: E402
-from rmsprop.benchmark._streams import MAX_STATES, move_streams  # noqa: E402
+from rmsprop.benchmark import step_time
+from rmsprop.benchmark._streams import MAX_STATES, move_streams
 
 
 @pytest.mark.parametrize("k", range(1, MAX_STATES + 1))
@@ -30,7 +29,6 @@ def test_every_stream_is_read_and_written(k, dtype):
 
 
 def test_one_thread_moves_the_same_and_gives_the_threads_back():
-    numba = pytest.importorskip("numba")
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(4099).astype(np.float32) for _ in range(4)]
     copies = [a.copy() for a in arrays]

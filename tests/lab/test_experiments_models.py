@@ -10,7 +10,8 @@ from experiments_common import run_quick
 from rmsprop.experiments import memory
 from rmsprop.torch import RMSprop
 
-MODELS = ["cold-start", "warmup", "lr-jump", "digits",
+# lr-jump slow: the digits MLP it trains, its batches and bands run in digits and warmup
+MODELS = ["cold-start", "warmup", pytest.param("lr-jump", marks=pytest.mark.slow), "digits",
           pytest.param("eps-placement", marks=pytest.mark.slow),
           pytest.param("memory", marks=pytest.mark.slow),
           pytest.param("rnn", marks=pytest.mark.slow),

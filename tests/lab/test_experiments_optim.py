@@ -15,8 +15,15 @@ from experiments_common import run_quick
 from rmsprop import reference, resolve
 from rmsprop.experiments import graves, reddi, valley
 
-SYNTHETIC = ["lr-forgiveness", "heterogeneous-scales", "adagrad-decay", "momentum",
-             "tf-momentum-form", "graves-nesterov", "adadelta", "adam-beta1-zero",
+# Slow (the full suite runs them): the most expensive, whose shared pieces the fast tier runs
+# in the others (momentum's settle-and-tune table and figure in tf-momentum-form, correlations
+# and heterogeneous-scales; adadelta's lr-by-seed grid and lr sweep in lr-forgiveness;
+# adagrad-decay's lr grid, bands and sweep likewise).
+SYNTHETIC = ["lr-forgiveness", "heterogeneous-scales",
+             pytest.param("adagrad-decay", marks=pytest.mark.slow),
+             pytest.param("momentum", marks=pytest.mark.slow),
+             "tf-momentum-form", "graves-nesterov",
+             pytest.param("adadelta", marks=pytest.mark.slow), "adam-beta1-zero",
              "weight-decay", "correlations",
              pytest.param("valley", marks=pytest.mark.slow),
              pytest.param("reddi", marks=pytest.mark.slow)]

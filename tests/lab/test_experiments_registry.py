@@ -40,9 +40,12 @@ def test_bad_seed_count_is_refused(tmp_path):
         experiments.run("weight-decay", n_seeds=0, out_dir=tmp_path)
 
 
-def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+# weight-decay (NumPy's generator) in the fast tier; adagrad-decay (torch's) in the full suite
+@pytest.mark.parametrize("name, steps", [
+    pytest.param("adagrad-decay", 400, marks=pytest.mark.slow), ("weight-decay", 200)])
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, name, steps):
     def doc(seed, sub):
-        result = experiments.run("adagrad-decay", seed=seed, steps=400, quick=True,
+        result = experiments.run(name, seed=seed, steps=steps, quick=True,
                                  out_dir=tmp_path / sub)
         saved = json.loads(result.json.read_text())
         return saved["figures"], saved["seeds"]

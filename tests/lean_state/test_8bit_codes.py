@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("numba")
-
-from rmsprop.torch.lean.storage import BLOCK, SIGNED, UNSIGNED, QuantizedTensor  # noqa: E402
+from rmsprop.torch.lean.storage import BLOCK, SIGNED, UNSIGNED, QuantizedTensor
 
 FORMATS = [UNSIGNED, SIGNED]
 
@@ -55,8 +54,6 @@ def test_codebook_is_the_minifloat(fmt):
 
 @functools.lru_cache(maxsize=None)
 def _kernel_decoder(signed: bool):
-    import numba
-
     from rmsprop.torch.lean.kernel_cpu import decode_signed, decode_unsigned
 
     @numba.njit

@@ -18,7 +18,9 @@ from rmsprop.errors import NonFiniteGradientError
 from rmsprop.numpy import RMSprop
 from rmsprop.spec import FLAVORS
 import exact_oracle
-from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params
+from option_matrix import (
+    ALL_SPECS, WELL_CONDITIONED, ill_conditioned, numbered, params, tiered,
+)
 from rmsprop.testing import lr_schedule, mixed_gradients
 
 SHAPES = ((4, 3), (), (2,))
@@ -107,7 +109,7 @@ def _run(spec, params, grads, lrs, **extra):
     return opt
 
 
-@pytest.mark.parametrize("spec", params(ALL_SPECS))
+@pytest.mark.parametrize("spec", tiered(params(ALL_SPECS)))
 def test_float64_matches_the_exact_oracle(spec):
     """Every spec of the option matrix, 8 steps with a changing lr, to float64 rounding of the
     spec's equations at 50 digits. The ill-conditioned corner (centered + bias correction
@@ -137,29 +139,37 @@ def test_every_flavor_matches_the_exact_oracle(flavor):
     _check_against_oracle(opt.spec, params0, grads, lrs, opt, params)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_lower_precision_computes_in_the_arrays_dtype(dtype):
+# The ill-conditioned corner is rounding noise below float64: WELL_CONDITIONED; every
+# combination in float32, one in eight in float16.
+LOWER_PRECISION = (
+    tiered(pytest.param(np.float32, *c.values, id=f"float32-{c.id}")
+           for c in numbered(WELL_CONDITIONED))
+    + tiered(pytest.param(np.float16, *c.values, id=f"float16-{c.id}")
+             for c in numbered(WELL_CONDITIONED[::8]))
+)
+
+
+@pytest.mark.parametrize("dtype, n, spec", LOWER_PRECISION)
+def test_lower_precision_computes_in_the_arrays_dtype(dtype, n, spec):
     """float32 (and float16) stay in their dtype and follow the reference to their rounding.
 
     float16 squares of small gradients are subnormal (few bits): its bound checks the dtype
     handling, not the numbers.
     """
     rtol = {np.float32: 5e-6, np.float16: 0.1}[dtype]
-    specs = WELL_CONDITIONED  # the ill-conditioned corner is rounding noise below float64
-    for n, spec in enumerate(specs if dtype == np.float32 else specs[::8]):
-        params, grads, lrs = _problem(n % 5, dtype)
-        grads = [[g.astype(dtype) for g in step] for step in grads]  # what both sides see
-        options = {k: v for k, v in spec.options().items() if k not in ("lr", "flavor")}
-        opt = RMSprop(params, lr=lrs[0], **options)
-        for step_grads, lr in zip(grads, lrs):
-            opt.lr = lr
-            opt.step(step_grads)
-        thetas, _ = _reference_run(_problem(n % 5, dtype)[0], grads, lrs, spec)
-        for i, (param, theta) in enumerate(zip(params, thetas)):
-            assert param.dtype == dtype
-            assert all(v.dtype == dtype for k, v in opt.state[i].items() if k != "step")
-            error = np.abs(param.astype(np.float64) - theta) / np.maximum(np.abs(theta), 1.0)
-            assert error.max() <= rtol, (spec, i, error.max())
+    params, grads, lrs = _problem(n % 5, dtype)
+    grads = [[g.astype(dtype) for g in step] for step in grads]  # what both sides see
+    options = {k: v for k, v in spec.options().items() if k not in ("lr", "flavor")}
+    opt = RMSprop(params, lr=lrs[0], **options)
+    for step_grads, lr in zip(grads, lrs):
+        opt.lr = lr
+        opt.step(step_grads)
+    thetas, _ = _reference_run(_problem(n % 5, dtype)[0], grads, lrs, spec)
+    for i, (param, theta) in enumerate(zip(params, thetas)):
+        assert param.dtype == dtype
+        assert all(v.dtype == dtype for k, v in opt.state[i].items() if k != "step")
+        error = np.abs(param.astype(np.float64) - theta) / np.maximum(np.abs(theta), 1.0)
+        assert error.max() <= rtol, (spec, i, error.max())
 
 
 def test_float64_gradients_for_float32_params_keep_float32():

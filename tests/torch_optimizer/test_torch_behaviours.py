@@ -365,22 +365,22 @@ def test_older_state_dict_without_new_flags_loads():
 # -- gradients: zero, absent, set_to_none ------------------------------------------------------
 
 
+@pytest.mark.parametrize("spec", list(option_matrix(weight_decay=0.0))[::5], ids=spec_id)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_zero_gradients_do_not_move_parameters(impl):
+def test_zero_gradients_do_not_move_parameters(impl, spec):
     """torch's test_step_is_noop_for_zero_grads, over every option without weight decay:
     parameters stay bit-identical, the state is the reference's after a zero-gradient step."""
-    for spec in list(option_matrix(weight_decay=0.0))[::5]:
-        param = torch.randn(5, 1, dtype=torch.float64, requires_grad=True)
-        before = param.detach().clone()
-        opt = RMSprop([param], lr=1e-2, impl=impl, **kwargs_of(spec))
-        for _ in range(2):
-            opt.zero_grad(set_to_none=False)
-            param.grad = torch.zeros_like(param)
-            assert opt.step(lambda: torch.tensor([1.0])).item() == 1.0
-        assert torch.equal(param.detach(), before), spec
-        theta, state = reference.run(before.numpy(), [np.zeros((5, 1))] * 2, spec, [1e-2] * 2)
-        for key, value in state.items():
-            np.testing.assert_array_equal(opt.state[param][key].numpy(), value, err_msg=key)
+    param = torch.randn(5, 1, dtype=torch.float64, requires_grad=True)
+    before = param.detach().clone()
+    opt = RMSprop([param], lr=1e-2, impl=impl, **kwargs_of(spec))
+    for _ in range(2):
+        opt.zero_grad(set_to_none=False)
+        param.grad = torch.zeros_like(param)
+        assert opt.step(lambda: torch.tensor([1.0])).item() == 1.0
+    assert torch.equal(param.detach(), before), spec
+    theta, state = reference.run(before.numpy(), [np.zeros((5, 1))] * 2, spec, [1e-2] * 2)
+    for key, value in state.items():
+        np.testing.assert_array_equal(opt.state[param][key].numpy(), value, err_msg=key)
 
 
 def test_zero_grad_set_to_none_matches_torch():

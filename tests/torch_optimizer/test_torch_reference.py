@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rmsprop import reference
-from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params
+from option_matrix import ALL_SPECS, WELL_CONDITIONED, ill_conditioned, params, tiered
 from rmsprop.testing import lr_schedule, mixed_gradients
 from rmsprop.torch import RMSprop
 
@@ -66,7 +66,7 @@ MATRIX_PROBLEM = make_problem(0, [(3, 4), (), (5,)], steps=6)
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])
-@pytest.mark.parametrize("spec", params(CONDITIONED_SPECS))
+@pytest.mark.parametrize("spec", tiered(params(CONDITIONED_SPECS)))
 def test_every_option_combination_float64(spec, impl):
     """The whole option matrix, one spec per test, 6 steps with a changing lr: 1e-12 relative
     at float64."""
@@ -106,31 +106,31 @@ def test_matches_reference(spec, shapes, dtype, impl, steps, seed, alpha, eps):
         assert_matches(spec, params, opt, expected, rtol=2e-5, atol=2e-5)
 
 
-def test_loop_and_foreach_are_bit_identical():
+@pytest.mark.parametrize("spec", params(ALL_SPECS[::7]))
+def test_loop_and_foreach_are_bit_identical(spec):
     """Same math, different memory movement: the two implementations agree exactly,
     with mixed dtypes, a 0-d parameter and a frozen (grad-less) one."""
-    for spec in ALL_SPECS[::7]:
-        init, grads, lrs = make_problem(1, [(4, 3), (), (6,)], steps=5)
-        results = []
-        for impl in ("loop", "foreach"):
-            params = [
-                torch.tensor(init[0], dtype=torch.float32, requires_grad=True),
-                torch.tensor(init[1], dtype=torch.float64, requires_grad=True),
-                torch.tensor(init[2], dtype=torch.float32, requires_grad=True),
-            ]
-            frozen = torch.ones(3, requires_grad=True)
-            options = spec.options()
-            options.pop("lr")
-            opt = RMSprop(params + [frozen], lr=1e-2, impl=impl, **options)
-            for step_grads, lr in zip(grads, lrs):
-                opt.param_groups[0]["lr"] = lr
-                for p, g in zip(params, step_grads):
-                    p.grad = torch.tensor(g, dtype=p.dtype)
-                opt.step()
-            assert torch.equal(frozen, torch.ones(3)) and len(opt.state[frozen]) == 0
-            results.append(params)
-        for a, b in zip(*results):
-            assert torch.equal(a, b), spec
+    init, grads, lrs = make_problem(1, [(4, 3), (), (6,)], steps=5)
+    results = []
+    for impl in ("loop", "foreach"):
+        tensors = [
+            torch.tensor(init[0], dtype=torch.float32, requires_grad=True),
+            torch.tensor(init[1], dtype=torch.float64, requires_grad=True),
+            torch.tensor(init[2], dtype=torch.float32, requires_grad=True),
+        ]
+        frozen = torch.ones(3, requires_grad=True)
+        options = spec.options()
+        options.pop("lr")
+        opt = RMSprop(tensors + [frozen], lr=1e-2, impl=impl, **options)
+        for step_grads, lr in zip(grads, lrs):
+            opt.param_groups[0]["lr"] = lr
+            for p, g in zip(tensors, step_grads):
+                p.grad = torch.tensor(g, dtype=p.dtype)
+            opt.step()
+        assert torch.equal(frozen, torch.ones(3)) and len(opt.state[frozen]) == 0
+        results.append(tensors)
+    for a, b in zip(*results):
+        assert torch.equal(a, b), spec
 
 
 @pytest.mark.parametrize("impl", ["loop", "foreach"])

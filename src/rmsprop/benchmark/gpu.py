@@ -87,7 +87,8 @@ def _optimizer(name: str, params: list[torch.nn.Parameter], options: dict[str, A
     if name == "torch-fused":
         if "fused" not in inspect.signature(torch.optim.RMSprop).parameters:
             raise Unsupported(f"torch {torch.__version__}'s RMSprop has no fused option")
-        return torch.optim.RMSprop(params, lr=_LR, fused=True, **options)
+        # through a dict: fused is not in the signature of every torch this runs on
+        return torch.optim.RMSprop(params, lr=_LR, **{**options, "fused": True})
     if name in ("rmsprop-triton", "rmsprop-8bit"):
         from rmsprop.torch import RMSprop
 
@@ -168,7 +169,7 @@ def run_case(layout: str, config: str, *, device: str, warmup: int, repeats: int
     contenders, unsupported = _contenders(shapes, options, device, names)
     times = step_time.measure(contenders, warmup, repeats, device)
     copy_rate = contenders[0].bytes / statistics.median(times["copy"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     by_name = {c.name: c for c in contenders}
     for name in ("copy", *names):
         if name in unsupported:
@@ -314,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, value)
     layouts = [x for x in args.layouts.split(",") if x]
     configs = [x for x in args.configs.split(",") if x]
-    for value, known, flag in ((layouts, LAYOUTS, "--layouts"), (configs, CONFIGS, "--configs")):
-        unknown = [x for x in value if x not in known]
+    for given, known, flag in ((layouts, LAYOUTS, "--layouts"), (configs, CONFIGS, "--configs")):
+        unknown = [x for x in given if x not in known]
         if unknown:
             parser.error(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     if args.repeats < 1 or args.warmup < 0 or args.scale <= 0 or (

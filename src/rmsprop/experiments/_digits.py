@@ -11,7 +11,7 @@ __all__ = ["digits_split", "mlp", "batches"]
 
 
 @functools.lru_cache(maxsize=4)
-def _load(split_seed: int) -> tuple[torch.Tensor, ...]:
+def _load(split_seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     data = load_digits()

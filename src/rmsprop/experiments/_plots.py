@@ -6,19 +6,21 @@ count is printed on the axes.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._protocol import Tuned
+from ._base import new_figure
+from ._protocol import Tuned, short_target
 
-__all__ = ["band", "cut_early_transient", "lr_sweep", "final_loss_sweep", "flag_hidden",
-           "t_band"]
+__all__ = ["band", "best_lr_bands", "cut_early_transient", "lr_sweep", "final_loss_sweep",
+           "flag_hidden", "t_band", "settling_panels", "settling_figure"]
 
 
 def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of ``values`` (seeds, points): mean and the 95 % t-interval's bounds."""
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]  # scipy ships no type information
 
     values = np.asarray(values, dtype=np.float64)
     mean = values.mean(0)
@@ -30,7 +32,7 @@ def t_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
-def band(ax: Any, x: Sequence[float], values: np.ndarray, color: str, label: str, *,
+def band(ax: Any, x: ArrayLike, values: np.ndarray, color: str, label: str, *,
          lw: float = 1.4, ls: str = "-") -> None:
     """Mean over seeds (a line) and its 95 % interval (a band), each with a legend entry; on
     a log-scaled axis (set the scale first) the mean and interval are those of log10."""
@@ -49,6 +51,17 @@ def band(ax: Any, x: Sequence[float], values: np.ndarray, color: str, label: str
     if n > 1:
         ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0,
                         label=f"{label}: 95% interval")
+
+
+def best_lr_bands(ax: Any, x: ArrayLike, tuned: Mapping[str, Tuned], colors: Mapping[str, str],
+                  names: Iterable[str], curve_at: Callable[[str, int], np.ndarray],
+                  lr_word: str = "lr") -> None:
+    """For each of ``names``, the :func:`band` of ``curve_at(name, index of its best lr)``
+    (seeds, points), labelled with that lr."""
+    for name in names:
+        t = tuned[name]
+        band(ax, x, curve_at(name, t.best_index), colors[name],
+             f"{name} {lr_word} {t.best_lr:.3g}")
 
 
 def flag_hidden(ax: Any, values: np.ndarray | None) -> None:
@@ -160,8 +173,7 @@ def settling_panels(ax_lr: Any, ax_final: Any, tuned: Mapping[str, Tuned],
     """The two tuning panels of an experiment judged by steps to settle below
     ``relative_target * f0``: steps to settle vs lr (the budget dashed) and the final loss
     relative to the first vs lr (the target dashed). ``raw[name]`` is the loss, step first."""
-    lr_sweep(ax_lr, tuned, colors,
-             f"steps until f stays below {relative_target:.0e}".replace("e-0", "e-") + " f0")
+    lr_sweep(ax_lr, tuned, colors, f"steps until f stays below {short_target(relative_target)} f0")
     ax_lr.axhline(steps + 1, color="0.5", ls="--", lw=0.8)
     if lr_word != "lr":
         ax_lr.set_xlabel(f"{lr_word} (log scale)")
@@ -170,3 +182,26 @@ def settling_panels(ax_lr: Any, ax_final: Any, tuned: Mapping[str, Tuned],
                      colors, "log10 final f / f0")
     ax_final.axhline(np.log10(relative_target), color="k", ls="--", lw=1)
     ax_final.set_title("final loss vs lr (dashed: target)", fontsize=10)
+
+
+def settling_figure(title: str, raw: Mapping[str, np.ndarray], tuned: Mapping[str, Tuned],
+                    names: Iterable[str], colors: Mapping[str, str], steps: int,
+                    relative_target: float, *, lr_word: str = "lr", sweep_lr_word: str = "lr",
+                    xlabel: str = "optimizer step", loss_title: str = "") -> Any:
+    """The figure of an experiment judged by steps to settle below ``relative_target * f0``
+    (``raw[name]``: the loss, (step, lr, seed)): log10 f / f0 of each of ``names`` at its
+    best lr (the target dashed), then :func:`settling_panels`."""
+    fig, axes = new_figure(1, 3, width=5.6, height=4.6, title=title)
+    ax_loss, ax_lr, ax_final = axes[0]
+    best_lr_bands(ax_loss, np.arange(steps + 1), tuned, colors, names,
+                  lambda n, b: np.log10(raw[n][:, b, :] / raw[n][0, b, :]).T, lr_word)
+    ax_loss.axhline(np.log10(relative_target), color="k", ls="--", lw=1,
+                    label=f"target f / f0 = {relative_target:g}")
+    ax_loss.set_xlabel(xlabel)
+    ax_loss.set_ylabel("log10 f / f0")
+    if loss_title:
+        ax_loss.set_title(loss_title, fontsize=10)
+    ax_loss.legend(fontsize=7)
+    settling_panels(ax_lr, ax_final, tuned, raw, colors, steps, relative_target,
+                    lr_word=sweep_lr_word)
+    return fig

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "VERDICTS", "Criterion", "Spec", "Config", "Figure", "Tuned", "Measurement", "interval",
     "tune", "judge", "count_verdicts", "headline", "settle_steps", "first_dip", "censored", "log_grid", "points_per_decade",
-    "Settling", "tune_by_settling",
+    "Settling", "tune_by_settling", "tune_each_by_settling", "settling_header", "short_target",
 ]
 
 VERDICTS = ("contradicted", "inconclusive", "reproduced")  # the order reports list them in
@@ -154,7 +155,7 @@ class Figure:
         return f"{self.mean:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
 
 
-def interval(values: Sequence[float] | float, unit: str = "") -> Figure:
+def interval(values: ArrayLike, unit: str = "") -> Figure:
     """Mean and 95 % Student-t interval of per-seed values (one value: a point, no width)."""
     data = np.atleast_1d(np.asarray(values, dtype=np.float64))
     mean = float(np.mean(data))
@@ -165,7 +166,7 @@ def interval(values: Sequence[float] | float, unit: str = "") -> Figure:
         if sem == 0.0:
             low = high = mean
         else:
-            from scipy import stats
+            from scipy import stats  # type: ignore[import-untyped]  # scipy ships no types
 
             low, high = (float(v) for v in stats.t.interval(0.95, len(data) - 1, loc=mean,
                                                              scale=sem))
@@ -329,3 +330,31 @@ def tune_by_settling(grid: Sequence[float], loss: np.ndarray, relative_target: f
              interval(censored(first_dip(rel[:, b], relative_target), budget)).text(".0f"),
              interval(np.log10(rel[-1, b])).text(".2f")]
     return Settling(t, best, cells)
+
+
+def tune_each_by_settling(names: Iterable[str], grids: Mapping[str, Sequence[float]],
+                          losses: Mapping[str, np.ndarray], relative_target: float, budget: int,
+                          score: str) -> tuple[dict[str, Tuned], dict[str, np.ndarray],
+                                               list[list[str]]]:
+    """:func:`tune_by_settling` of each of ``names`` on its grid and loss: the tunings, the
+    censored steps at each best lr (per seed), and a table row each (the name, then
+    :attr:`Settling.cells`; headers: :func:`settling_header`)."""
+    tuned, best, rows = {}, {}, []
+    for name in names:
+        s = tune_by_settling(grids[name], losses[name], relative_target, budget, score)
+        tuned[name], best[name] = s.tuned, s.best
+        rows.append([name, *s.cells])
+    return tuned, best, rows
+
+
+def short_target(relative_target: float) -> str:
+    """``1e-4`` for 0.0001: the target as the tables and plots write it."""
+    return f"{relative_target:.0e}".replace("e-0", "e-")
+
+
+def settling_header(first: str, relative_target: float, best_lr: str = "best lr") -> list[str]:
+    """The headers of the rows of :func:`tune_each_by_settling`: ``first`` (what a row is),
+    ``best_lr``, then those of :attr:`Settling.cells`."""
+    target = short_target(relative_target)
+    return [first, best_lr, f"steps to stay below {target} f0", "seeds settled",
+            f"first dip below {target} f0", "log10 final f / f0"]

@@ -30,14 +30,14 @@ def run_rows(spec: RMSpropSpec | None, loss_and_grad: LossAndGrad, x0: np.ndarra
     """
     X = np.array(x0, dtype=np.float64)
     lr = np.asarray(lrs, dtype=np.float64)[:, None]
-    state = init_state(X, spec, np) if spec is not None else None
+    state = init_state(X, spec, np) if spec is not None else {}
     losses = np.empty((steps + 1, X.shape[0]))
-    xs = np.empty((steps + 1, *X.shape)) if keep_x else None
+    xs: np.ndarray | None = np.empty((steps + 1, *X.shape)) if keep_x else None
     with np.errstate(all="ignore"):
         for t in range(steps):
             loss, grad = loss_and_grad(X, t)
             losses[t] = loss
-            if keep_x:
+            if xs is not None:
                 xs[t] = X
             rate = lr * (schedule(t) if schedule is not None else 1.0)
             if spec is None:
@@ -45,10 +45,10 @@ def run_rows(spec: RMSpropSpec | None, loss_and_grad: LossAndGrad, x0: np.ndarra
             else:
                 X, state = rmsprop_update(np, X, grad, state, spec, rate, t + 1)
         losses[steps] = loss_and_grad(X, steps)[0]
-        if keep_x:
+        if xs is not None:
             xs[steps] = X
     out = {"loss": losses}
-    if keep_x:
+    if xs is not None:
         out["x"] = xs
     return out
 

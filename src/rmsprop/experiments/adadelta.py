@@ -77,7 +77,8 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    tuned, regret, rows = {}, {o: [] for o in MAKE}, []
+    regret: dict[str, list[np.ndarray]] = {o: [] for o in MAKE}
+    tuned, rows = {}, []
     for name, r in raw.items():
         oname = name.split(",")[0]
         final = np.log10(np.maximum(r["grid"][-1] / r["grid"][0], FLOOR))  # (lrs, seeds)

@@ -12,13 +12,15 @@ coordinates) only shrinks by construction: that is a sanity check, not the verdi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
-from ._plots import cut_early_transient, band, lr_sweep
+from ._plots import band, best_lr_bands, cut_early_transient, lr_sweep
 from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune
 
 DIM = 20
@@ -75,7 +77,8 @@ def _effective_step(key: str, eps: float):
 
 
 def simulate(cfg: Config, progress):
-    raw, k = {}, 0
+    raw: dict[str, Any] = {}
+    k = 0
     x0 = np.full((len(cfg.seeds), DIM), START)
     for sname, scale in SCENARIOS.items():
         raw[sname] = {}
@@ -95,7 +98,8 @@ def simulate(cfg: Config, progress):
 def measure(raw, cfg: Config) -> Measurement:
     tail = max(cfg.steps // 10, 1)
     half = cfg.steps // 2
-    figures, tuned, rows, data, sanity = {}, {}, [], {}, {}
+    figures, tuned, rows, sanity = {}, {}, [], {}
+    data: dict[str, Any] = {}
     for sname, key in (("move + scale drop", "move_and_drop"), ("move only", "move_only")):
         end = {}
         data[sname] = {}
@@ -136,11 +140,13 @@ def plot(raw, m: Measurement, cfg: Config):
     for row, sname in enumerate(SCENARIOS):
         ax_loss, ax_x, ax_lr = axes[row]
         res = m.data["results"][sname]
+        tuned = {o: res[o]["tuned"] for o in OPTIMIZERS}
+        runs = raw[sname]
+        best_lr_bands(ax_loss, t, tuned, COLORS, OPTIMIZERS,
+                      lambda o, b: np.log10(runs[o]["loss"][:, b, :].T))
         for oname in OPTIMIZERS:
-            b = res[oname]["tuned"].best_index
-            band(ax_loss, t, np.log10(raw[sname][oname]["loss"][:, b, :].T), COLORS[oname],
-                 f"{oname} lr {res[oname]['tuned'].best_lr:.3g}")
-            band(ax_x, t, raw[sname][oname]["x_flat"][:, b, :].T, COLORS[oname], oname)
+            band(ax_x, t, runs[oname]["x_flat"][:, tuned[oname].best_index, :].T, COLORS[oname],
+                 oname)
         ax_x.plot(t, np.where(t < cfg.steps // 2, C_BEFORE, C_AFTER), "k--", lw=1,
                   label="optimum c_t")
         for ax in (ax_loss, ax_x):

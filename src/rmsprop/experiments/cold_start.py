@@ -12,6 +12,7 @@ sanity check, not the verdict.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ def _one(seed: int, rho: float, steps: int):
 
 
 def simulate(cfg: Config, progress):
-    raw = {"checkpoint_loss": {}, "runs": {}}
+    raw: dict[str, dict[float, Any]] = {"checkpoint_loss": {}, "runs": {}}
     k = 0
     for rho in RHOS:
         ckpts, runs = [], []

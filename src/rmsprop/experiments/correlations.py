@@ -13,9 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import resolve
-from ._base import Table, new_figure
-from ._plots import settling_panels
-from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune_by_settling
+from ._base import Table
+from ._plots import settling_figure
+from ._protocol import (
+    Config, Criterion, Measurement, Spec, interval, log_grid, settling_header,
+    tune_each_by_settling,
+)
 from ._spec_grid import quadratic_rows, run_lr_seed_rows
 
 DIM = 10
@@ -69,38 +72,18 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    tuned, best, rows = {}, {}, []
-    for name, loss in raw.items():
-        s = tune_by_settling(SPEC.optimizers[name], loss, RELATIVE_TARGET, cfg.steps,
-                             "steps until f stays below 1e-4 f0")
-        tuned[name], best[name] = s.tuned, s.best
-        rows.append([name, *s.cells])
+    tuned, best, rows = tune_each_by_settling(raw, SPEC.optimizers, raw, RELATIVE_TARGET,
+                                              cfg.steps, "steps until f stays below 1e-4 f0")
     gd = best["GD rotated"] / best["GD aligned"]
     figures = {"rmsprop_rotated_over_aligned_steps": interval(best["RMSProp rotated"] / best["RMSProp aligned"]),
                "gd_rotated_over_aligned_steps": interval(gd)}
     sanity = {"gradient descent is rotation-invariant (same steps within 10%)":
               bool(np.all(np.abs(gd - 1) < 0.1))}
-    table = Table(["optimizer, basis", "best lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
-                   "log10 final f / f0"],
+    table = Table(settling_header("optimizer, basis", RELATIVE_TARGET),
                   rows, title=f"same spectrum (1..100), budget {cfg.steps} steps")
     return Measurement(figures=figures, tuned=tuned, sanity=sanity, tables=[table])
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(1, 3, width=5.6, height=4.6,
-                           title="Same curvature, axis-aligned vs rotated basis: each at its best lr")
-    ax_loss, ax_lr, ax_final = axes[0]
-    from ._plots import band
-
-    t = np.arange(cfg.steps + 1)
-    for name, loss in raw.items():
-        b = m.tuned[name].best_index
-        band(ax_loss, t, np.log10(loss[:, b, :] / loss[0, b, :]).T, COLORS[name],
-             f"{name} lr {m.tuned[name].best_lr:.3g}")
-    ax_loss.axhline(np.log10(RELATIVE_TARGET), color="k", ls="--", lw=1,
-                    label=f"target f / f0 = {RELATIVE_TARGET:g}")
-    ax_loss.set_xlabel("optimizer step")
-    ax_loss.set_ylabel("log10 f / f0")
-    ax_loss.legend(fontsize=7)
-    settling_panels(ax_lr, ax_final, m.tuned, raw, COLORS, cfg.steps, RELATIVE_TARGET)
-    return fig
+    return settling_figure("Same curvature, axis-aligned vs rotated basis: each at its best lr",
+                           raw, m.tuned, raw, COLORS, cfg.steps, RELATIVE_TARGET)

@@ -16,7 +16,7 @@ from torch import nn
 from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._digits import batches, digits_split, mlp
-from ._plots import band, lr_sweep
+from ._plots import best_lr_bands, lr_sweep
 from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune
 
 BATCH = 64
@@ -116,10 +116,8 @@ def plot(raw, m: Measurement, cfg: Config):
     fig, axes = new_figure(1, 2, width=6.4, height=4.6,
                            title="MLP on scikit-learn digits, each optimizer at its best lr")
     ax_acc, ax_lr = axes[0]
-    for oname in MAKE:
-        b = m.tuned[oname].best_index
-        band(ax_acc, raw["evals"], 100 * raw["curves"][oname][b], COLORS[oname],
-             f"{oname} lr {m.tuned[oname].best_lr:.3g}")
+    best_lr_bands(ax_acc, raw["evals"], m.tuned, COLORS, MAKE,
+                  lambda o, b: 100 * raw["curves"][o][b])
     ax_acc.set_ylim(85, 100)
     ax_acc.set_xlabel("optimizer step (minibatch of 64)")
     ax_acc.set_ylabel("test accuracy (%), axis from 85%")

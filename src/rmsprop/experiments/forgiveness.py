@@ -10,10 +10,11 @@ times the grid spacing (in decades). Judged: RMSProp's window minus SGD's, paire
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
 from ._plots import final_loss_sweep, lr_sweep
@@ -21,7 +22,7 @@ from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps,
     tune,
 )
-from .valley import hessian, quadratic, starts
+from .valley import COLORS, OPTIMIZERS, hessian, quadratic, starts
 
 GRID = log_grid(1e-5, 10.0, 3)
 SPACING = 1 / 3
@@ -46,11 +47,6 @@ SPEC = Spec(
     n_seeds=5, quick_seeds=2, default_steps=3000, min_steps=200, quick_steps=1000,
     heavy=True,
 )
-OPTIMIZERS = {
-    "SGD": lambda groups: torch.optim.SGD(groups),
-    "RMSProp": lambda groups: RMSprop(groups, alpha=0.9, eps=1e-8),
-}
-COLORS = {"SGD": "tab:orange", "RMSProp": "tab:blue"}
 
 
 def rosenbrock(X: torch.Tensor, t: int):
@@ -69,7 +65,8 @@ def problems(seeds):
 
 
 def simulate(cfg: Config, progress):
-    raw, k = {}, 0
+    raw: dict[str, Any] = {}
+    k = 0
     probs = problems(cfg.seeds)
     for pname, (fn, x0, _) in probs.items():
         raw[pname] = {}
@@ -82,7 +79,8 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    figures, tuned, rows, data = {}, {}, [], {}
+    figures, tuned, rows = {}, {}, []
+    data: dict[str, Any] = {}
     targets = {p: v[2] for p, v in problems(cfg.seeds).items()}
     for pname, target in targets.items():
         windows = {}

@@ -11,6 +11,8 @@ That the library's ``graves`` flavour equals the paper's equations is a sanity c
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..spec import resolve
@@ -66,7 +68,7 @@ def simulate(cfg: Config, progress):
         return 0.5 * (G * X).sum(1), G
 
     flavour = resolve("graves")
-    runs = {"paper": graves_paper(H, x0, cfg.steps)}
+    runs: dict[str, Any] = {"paper": graves_paper(H, x0, cfg.steps)}
     for name, spec in (("graves flavour", flavour), ("Nesterov", flavour.replace(nesterov=True))):
         runs[name] = run_rows(spec, fn, x0[None], np.array([flavour.lr]), cfg.steps,
                               keep_x=True)["x"][:, 0, :]

@@ -10,6 +10,8 @@ the update rule (v does not see the lr): a sanity check, not the verdict.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -26,7 +28,7 @@ FACTOR = 10.0
 RAMP = 100
 WINDOW = 200
 EVAL_EVERY = 5
-SCHEDULES = {
+SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "abrupt 10x": lambda s, at: FACTOR if s >= at else 1.0,
     f"ramp over {RAMP} steps": lambda s, at: 1.0 + (FACTOR - 1.0) * min(max(s - at, 0) / RAMP, 1.0),
 }
@@ -48,6 +50,11 @@ SPEC = Spec(
 COLORS = dict(zip(SCHEDULES, ("tab:red", "tab:blue")))
 
 
+def _multiplier(factor: Callable[[int, int], float], at: int) -> Callable[[int], float]:
+    """The lr multiplier of step s for a schedule that jumps at step ``at``."""
+    return lambda s: factor(s, at)
+
+
 def simulate(cfg: Config, progress):
     x, y, _, _ = digits_split()
     loss_fn = nn.functional.cross_entropy
@@ -65,7 +72,7 @@ def simulate(cfg: Config, progress):
                 model = mlp()
                 model.load_state_dict(init)
                 opt = RMSprop(model.parameters(), lr=1e-3, alpha=rho, eps=1e-8)
-                schedule = LambdaLR(opt, lambda s, f=factor: f(s, at))
+                schedule = LambdaLR(opt, _multiplier(factor, at))
                 updates = []
                 for t in range(cfg.steps + 1):
                     if t % EVAL_EVERY == 0:

@@ -89,8 +89,8 @@ def measure_in_this_process(seeds, steps: int, progress=lambda f: None) -> dict:
         warm = [torch.zeros(ELEMENTS, requires_grad=True)]
         warm[0].grad = torch.ones(ELEMENTS)
         make(warm).step()
-    grown = {o: [] for o in OPTIMIZERS}
-    booked = {o: [] for o in OPTIMIZERS}
+    grown: dict[str, list[float]] = {o: [] for o in OPTIMIZERS}
+    booked: dict[str, list[float]] = {o: [] for o in OPTIMIZERS}
     for k, seed in enumerate(seeds):
         gen = torch.Generator().manual_seed(seed)
         params = [torch.zeros(ELEMENTS, requires_grad=True) for _ in range(TENSORS)]

@@ -9,18 +9,22 @@ is tuned on its own grid by the mean steps after which the loss stays below the 
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 
 from ..torch import RMSprop
-from ._base import Table, new_figure
+from ._base import Table
 from ._grid import run_grid
-from ._plots import band, settling_panels
-from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune_by_settling
+from ._plots import settling_figure
+from ._protocol import (
+    Config, Criterion, Measurement, Spec, interval, log_grid, settling_header,
+    tune_each_by_settling,
+)
 
 DIM = 20
 RELATIVE_TARGET = 1e-4
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
     "momentum 0.9": {"momentum": 0.9},
     "Nesterov 0.9": {"momentum": 0.9, "nesterov": True},
@@ -79,17 +83,13 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    tuned, best, rows = {}, {}, []
-    for vname in VARIANTS:
-        s = tune_by_settling(SPEC.optimizers[vname], raw[vname], RELATIVE_TARGET, cfg.steps,
-                             "steps until the loss stays below 1e-4 of the start")
-        tuned[vname], best[vname] = s.tuned, s.best
-        rows.append([vname, *s.cells])
+    tuned, best, rows = tune_each_by_settling(
+        VARIANTS, SPEC.optimizers, raw, RELATIVE_TARGET, cfg.steps,
+        "steps until the loss stays below 1e-4 of the start")
     figures = {"plain_over_momentum_steps": interval(best["plain"] / best["momentum 0.9"]),
                "plain_over_nesterov_steps": interval(best["plain"] / best["Nesterov 0.9"]),
                "plain_over_centered_steps": interval(best["plain"] / best["centered"])}
-    table = Table(["variant", "best lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
-                   "log10 final f / f0"], rows,
+    table = Table(settling_header("variant", RELATIVE_TARGET), rows,
                   title=f"rotated quadratic, condition 1000, budget {cfg.steps} steps")
     notes = ["judged: momentum 0.9; Nesterov and centered are shown (ratios "
              f"{figures['plain_over_nesterov_steps'].text()} and "
@@ -98,20 +98,6 @@ def measure(raw, cfg: Config) -> Measurement:
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(1, 3, width=5.6, height=4.6,
-                           title="RMSProp variants on rotated quadratics (condition 1000), "
-                                 "each at its best lr")
-    ax_loss, ax_lr, ax_final = axes[0]
-    t = np.arange(cfg.steps + 1)
-    for vname in VARIANTS:
-        b = m.tuned[vname].best_index
-        band(ax_loss, t, np.log10(raw[vname][:, b, :] / raw[vname][0, b, :]).T, COLORS[vname],
-             f"{vname} lr {m.tuned[vname].best_lr:.3g}")
-    ax_loss.axhline(np.log10(RELATIVE_TARGET), color="k", ls="--", lw=1,
-                    label=f"target f / f0 = {RELATIVE_TARGET:g}")
-    ax_loss.set_xlabel("optimizer step")
-    ax_loss.set_ylabel("log10 f / f0")
-    ax_loss.set_title("loss at each variant's best lr", fontsize=10)
-    ax_loss.legend(fontsize=7)
-    settling_panels(ax_lr, ax_final, m.tuned, raw, COLORS, cfg.steps, RELATIVE_TARGET)
-    return fig
+    return settling_figure("RMSProp variants on rotated quadratics (condition 1000), each at "
+                           "its best lr", raw, m.tuned, VARIANTS, COLORS, cfg.steps,
+                           RELATIVE_TARGET, loss_title="loss at each variant's best lr")

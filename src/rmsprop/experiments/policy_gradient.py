@@ -16,7 +16,7 @@ from torch import nn
 
 from ..torch import RMSprop
 from ._base import Table, new_figure
-from ._plots import band, lr_sweep
+from ._plots import best_lr_bands, lr_sweep
 from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune
 
 EPISODES = 8
@@ -149,9 +149,7 @@ def plot(raw, m: Measurement, cfg: Config):
                            title="REINFORCE on CartPole-v1, each optimizer at its best lr")
     ax, ax_lr = axes[0]
     u = np.arange(1, cfg.steps + 1)
-    for oname in MAKE:
-        b = m.tuned[oname].best_index
-        band(ax, u, raw["returns"][oname][b], COLORS[oname], f"{oname} lr {m.tuned[oname].best_lr:.3g}")
+    best_lr_bands(ax, u, m.tuned, COLORS, MAKE, lambda o, b: raw["returns"][o][b])
     ax.axhline(RANDOM_RETURN, color="0.5", ls=":", label=f"random policy (~{RANDOM_RETURN:.0f})")
     ax.axhline(500, color="k", ls="--", lw=1, label="maximum (500 steps)")
     ax.set_xlabel(f"policy update ({EPISODES} episodes each)")

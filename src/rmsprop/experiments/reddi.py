@@ -82,8 +82,10 @@ def simulate_runs(kind: str, C_per_group: list[torch.Tensor], rhos: list[float],
     """
     gen = torch.Generator().manual_seed(seed)
     xs = [torch.zeros_like(C) for C in C_per_group]  # start in the middle, x_0 = 0
-    for x in xs:
-        x.grad = torch.zeros_like(x)
+    grads = [torch.zeros_like(x) for x in xs]
+    for x, g in zip(xs, grads):
+        x.grad = g
+    opt: torch.optim.Optimizer
     if adam_beta1 is None:
         opt = RMSprop([{"params": [x], "alpha": rho} for x, rho in zip(xs, rhos)], lr=ALPHA,
                       amsgrad=amsgrad)
@@ -94,8 +96,8 @@ def simulate_runs(kind: str, C_per_group: list[torch.Tensor], rhos: list[float],
     paths = [np.empty((steps, x.numel())) for x in xs]
     with torch.no_grad():
         for t in range(1, steps + 1):
-            for x, C in zip(xs, C_per_group):
-                x.grad.copy_(_gradients(kind, C, t, gen))
+            for g, C in zip(grads, C_per_group):
+                g.copy_(_gradients(kind, C, t, gen))
             opt.step()
             schedule.step()
             for x, path in zip(xs, paths):

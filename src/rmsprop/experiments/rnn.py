@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..torch import RMSprop
 from ._base import Table, new_figure
-from ._plots import band, lr_sweep
+from ._plots import best_lr_bands, lr_sweep
 from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune
+from .digits import COLORS, MAKE  # the same three optimizers, as made for the digits MLP
 
 SEQ, BATCH, HIDDEN, EMBED = 32, 32, 64, 32
 VAL_SEQS = 64
@@ -46,12 +46,6 @@ SPEC = Spec(
     n_seeds=5, quick_seeds=2, default_steps=1000, min_steps=50, quick_steps=50,
     heavy=True,
 )
-MAKE = {
-    "RMSProp": lambda p, lr: RMSprop(p, lr=lr, alpha=0.9, eps=1e-8),
-    "Adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
-    "SGD": lambda p, lr: torch.optim.SGD(p, lr=lr),
-}
-COLORS = {"RMSProp": "tab:blue", "Adam": "tab:red", "SGD": "tab:orange"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,10 +148,8 @@ def plot(raw, m: Measurement, cfg: Config):
     fig, axes = new_figure(1, 2, width=6.4, height=4.6,
                            title="Character-level GRU on Hamlet, each optimizer at its best lr")
     ax, ax_lr = axes[0]
-    for oname in MAKE:
-        b = m.tuned[oname].best_index
-        band(ax, raw["evals"], raw["curves"]["test"][oname][b], COLORS[oname],
-             f"{oname} lr {m.tuned[oname].best_lr:.3g}")
+    best_lr_bands(ax, raw["evals"], m.tuned, COLORS, MAKE,
+                  lambda o, b: raw["curves"]["test"][o][b])
     ax.axhline(raw["uniform"], color="0.5", ls=":", lw=1, label="uniform guess over the alphabet")
     ax.set_xlabel(f"optimizer step (batch {BATCH} x {SEQ} characters)")
     ax.set_ylabel("test loss (nats per character)")

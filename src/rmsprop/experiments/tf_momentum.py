@@ -13,13 +13,17 @@ their own grid of peak lrs by the steps after which the loss stays below 1e-4 of
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ..spec import resolve
-from ._base import Table, new_figure
-from ._plots import band, settling_panels
-from ._protocol import Config, Criterion, Measurement, Spec, interval, log_grid, tune_by_settling
+from ._base import Table
+from ._plots import settling_figure
+from ._protocol import (
+    Config, Criterion, Measurement, Spec, interval, log_grid, settling_header,
+    tune_each_by_settling,
+)
 from ._spec_grid import quadratic_rows, run_lr_seed_rows, run_rows
 
 DIM = 20
@@ -73,7 +77,7 @@ def problem(seeds):
 def simulate(cfg: Config, progress):
     H, x0 = problem(cfg.seeds)
     fn = quadratic_rows(H)
-    raw = {}
+    raw: dict[str, Any] = {}
     for k, (name, spec) in enumerate(FORMS.items()):
         raw[name] = run_lr_seed_rows(spec, fn, x0, SPEC.optimizers[name], cfg.steps,
                                      schedule=schedule_for(cfg.steps))
@@ -87,37 +91,19 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    tuned, best, rows = {}, {}, []
-    for name in FORMS:
-        s = tune_by_settling(SPEC.optimizers[name], raw[name], RELATIVE_TARGET, cfg.steps,
-                             "steps until f stays below 1e-4 f0")
-        tuned[name], best[name] = s.tuned, s.best
-        rows.append([name, *s.cells])
+    tuned, best, rows = tune_each_by_settling(FORMS, SPEC.optimizers, raw, RELATIVE_TARGET,
+                                              cfg.steps, "steps until f stays below 1e-4 f0")
     names = list(FORMS)
     figures = {"torch_over_tf_steps": interval(best[names[1]] / best[names[0]])}
     # rounding differs (lr * sum vs sum of lr * ...) and condition 1000 amplifies it
     sanity = {"at a constant lr the two forms give the same trajectory (relative 1e-9)":
               raw["constant_lr_max_diff"] < 1e-9}
-    table = Table(["form", "best peak lr", "steps to stay below 1e-4 f0", "seeds settled", "first dip below 1e-4 f0",
-                   "log10 final f / f0"], rows,
+    table = Table(settling_header("form", RELATIVE_TARGET, "best peak lr"), rows,
                   title=f"rotated quadratic, condition 1000, warm-up + cosine, {cfg.steps} steps")
     return Measurement(figures=figures, tuned=tuned, sanity=sanity, tables=[table])
 
 
 def plot(raw, m: Measurement, cfg: Config):
-    fig, axes = new_figure(1, 3, width=5.6, height=4.6,
-                           title="Momentum with the lr inside (TF) or outside (torch) the buffer, "
-                                 "warm-up + cosine lr")
-    ax_loss, ax_lr, ax_final = axes[0]
-    t = np.arange(cfg.steps + 1)
-    for name in FORMS:
-        b = m.tuned[name].best_index
-        band(ax_loss, t, np.log10(raw[name][:, b, :] / raw[name][0, b, :]).T, COLORS[name],
-             f"{name} peak lr {m.tuned[name].best_lr:.3g}")
-    ax_loss.axhline(np.log10(RELATIVE_TARGET), color="k", ls="--", lw=1,
-                    label=f"target f / f0 = {RELATIVE_TARGET:g}")
-    ax_loss.set_xlabel("optimizer step")
-    ax_loss.set_ylabel("log10 f / f0")
-    ax_loss.legend(fontsize=7)
-    settling_panels(ax_lr, ax_final, m.tuned, raw, COLORS, cfg.steps, RELATIVE_TARGET, lr_word="peak learning rate")
-    return fig
+    return settling_figure("Momentum with the lr inside (TF) or outside (torch) the buffer, "
+                           "warm-up + cosine lr", raw, m.tuned, FORMS, COLORS, cfg.steps,
+                           RELATIVE_TARGET, lr_word="peak lr", sweep_lr_word="peak learning rate")

@@ -11,13 +11,15 @@ below f = 1e-3 (not reached: counted as the budget + 1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..torch import RMSprop
 from ._base import Table, new_figure
 from ._grid import run_lr_seed_grid
-from ._plots import band, final_loss_sweep, lr_sweep
+from ._plots import best_lr_bands, final_loss_sweep, lr_sweep
 from ._protocol import (
     Config, Criterion, Measurement, Spec, censored, first_dip, interval, log_grid, settle_steps,
     tune,
@@ -77,7 +79,7 @@ def starts(seeds, angle_deg: float) -> np.ndarray:
 
 
 def simulate(cfg: Config, progress):
-    raw = {}
+    raw: dict[str, Any] = {}
     total = len(PROBLEMS) * len(OPTIMIZERS)
     k = 0
     for pname, angle in PROBLEMS.items():
@@ -93,7 +95,8 @@ def simulate(cfg: Config, progress):
 
 
 def measure(raw, cfg: Config) -> Measurement:
-    figures, tuned, rows, data = {}, {}, [], {}
+    figures, tuned, rows = {}, {}, []
+    data: dict[str, Any] = {}
     best_steps = {}
     for pname in PROBLEMS:
         data[pname] = {}
@@ -151,10 +154,10 @@ def plot(raw, m: Measurement, cfg: Config):
             path = raw[pname][oname]["x"][:, b, 0, :]
             ax_path.plot(path[:, 0], path[:, 1], "-", lw=1.0, color=COLORS[oname],
                          label=f"{oname} (lr {tuned[oname]['tuned'].best_lr:.3g}), seed {cfg.seeds[0]}")
-            loss = raw[pname][oname]["loss"][:, b, :].T
-            ax_loss.set_yscale("linear")
-            band(ax_loss, t, np.log10(loss), COLORS[oname],
-                 f"{oname} lr {tuned[oname]['tuned'].best_lr:.3g}")
+        runs = raw[pname]
+        ax_loss.set_yscale("linear")
+        best_lr_bands(ax_loss, t, {o: tuned[o]["tuned"] for o in OPTIMIZERS}, COLORS, OPTIMIZERS,
+                      lambda o, b: np.log10(runs[o]["loss"][:, b, :].T))
         ax_path.plot(*path[0], "ko", ms=5, label="start")
         ax_path.plot(0, 0, "r*", ms=10, label="optimum")
         ax_path.set_aspect("equal")

@@ -44,6 +44,13 @@ def theory(rho: float) -> float:
     return float(np.log(1 - LEVEL) / np.log(rho))
 
 
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    """``p.grad``, which the backward pass just before has set."""
+    if p.grad is None:
+        raise RuntimeError("a parameter without a gradient after backward()")
+    return p.grad
+
+
 def simulate(cfg: Config, progress):
     x, y, _, _ = digits_split()
     loss_fn = nn.functional.cross_entropy
@@ -63,7 +70,7 @@ def simulate(cfg: Config, progress):
         for t in range(PRETRAIN, PRETRAIN + V_REF_BATCHES):
             model.zero_grad()
             loss_fn(model(x[order[t]]), y[order[t]]).backward()
-            v_ref += sum(float((p.grad**2).sum()) for p in params) / V_REF_BATCHES
+            v_ref += sum(float((_grad(p) ** 2).sum()) for p in params) / V_REF_BATCHES
         frozen = [RMSprop(params, lr=0.0, alpha=rho) for rho in RHOS]
         start = PRETRAIN + V_REF_BATCHES
         for t in range(cfg.steps):

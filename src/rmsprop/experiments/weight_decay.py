@@ -12,6 +12,8 @@ zero makes its ratio noise).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..spec import resolve
@@ -42,8 +44,8 @@ SPEC = Spec(
 
 def simulate(cfg: Config, progress):
     scales = np.logspace(-0.5, 0.5, DIM)
-    out = {"coupled": [], "decoupled": []}
-    curves = {"coupled": [], "decoupled": []}
+    out: dict[str, list[Any]] = {"coupled": [], "decoupled": []}
+    curves: dict[str, list[Any]] = {"coupled": [], "decoupled": []}
     for j, seed in enumerate(cfg.seeds):
         rng = np.random.default_rng(seed)
         A = rng.standard_normal((N, DIM)) * scales
