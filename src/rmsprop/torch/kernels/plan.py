@@ -28,10 +28,15 @@ from .capabilities import STATE_DTYPES
 from .flat import FORMAT, GRAD, check_lists, chunk_table
 from .tensors import TensorLists, dtensor_type
 
-__all__ = ["CHUNK", "KernelPlan", "StorageGroup", "plannable"]
+__all__ = ["CHUNK", "SERIAL_BELOW", "KernelPlan", "StorageGroup", "plannable"]
 
 CHUNK = 1 << 16
 """Elements per unit of parallel work of the CPU kernel (256 KiB of float32 per array)."""
+
+SERIAL_BELOW = 1 << 22
+"""A plan of fewer elements runs on the calling thread: below this, handing half the work to
+a second thread cost more than it saved where it was measured (benchmarks/NOTES.md, issue
+19), most of all on a busy machine, where the second thread waits for a time slice."""
 
 
 @dataclass
@@ -84,6 +89,11 @@ class KernelPlan:
                 addresses, sizes, chunk_tensor, chunk_start, chunk_length))
         return cls(list(t.params), flags_of(spec), groups,
                    int(sum(p.numel() for p in t.params)))
+
+    @property
+    def serial(self) -> bool:
+        """Whether the kernel runs this plan on the calling thread (see :data:`SERIAL_BELOW`)."""
+        return self.numel < SERIAL_BELOW
 
     def set_grads(self, grad_addresses: Sequence[int]) -> None:
         """This step's gradient addresses, one per parameter in the plan's order."""
