@@ -116,3 +116,21 @@ def test_the_planned_kernel_gives_the_same_bits_on_one_thread_and_on_several(mon
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(p, q) for p, q in zip(*results))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_graph_saved_before_a_step_is_told_the_parameters_changed(flat):
+    """As torch's in-place updates do: backward through a graph that saved a parameter before
+    a step raises, rather than differentiating with values the step overwrote (the flat kernel
+    writes the buffer, but the parameters' own version counters are the ones autograd saved)."""
+    lin = torch.nn.Linear(3, 2)
+    opt = RMSprop(lin.parameters(), lr=1e-2, impl="fused", flat=flat)
+    x = torch.randn(4, 3, requires_grad=True)  # its gradient needs the weight: saved
+    lin(x).sum().backward()
+    opt.step()  # builds the plan
+    saved = lin(x).sum()  # saves the weight
+    versions = [p._version for p in lin.parameters()]
+    opt.step()  # the planned step
+    assert all(p._version > v for p, v in zip(lin.parameters(), versions))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved.backward()

@@ -65,9 +65,12 @@ class KernelPlan:
     numel: int
 
     @classmethod
-    def build(cls, t: TensorLists, spec: RMSpropSpec, chunk: int = CHUNK) -> "KernelPlan":
+    def build(cls, t: TensorLists, spec: RMSpropSpec, chunk: int = CHUNK,
+              updated: list[Tensor] | None = None) -> "KernelPlan":
         """The plan of ``t`` (the addresses of its ``grads`` are this step's: see
-        :meth:`set_grads`); the caller has checked :func:`plannable`."""
+        :meth:`set_grads`); the caller has checked :func:`plannable`. ``updated``: the
+        tensors whose version counters a step bumps (default ``t.params``; the parameters
+        themselves where ``t.params`` is one buffer they are views of)."""
         check_lists(t, spec, "fused")
         rows = [t.params, t.grads, t.square_avgs, t.max_square_avgs, t.grad_avgs,
                 t.momentum_buffers]
@@ -87,7 +90,7 @@ class KernelPlan:
                 index, FORMAT[param_dtype], FORMAT[state_dtype],
                 np.float64 if state_dtype == torch.float64 else np.float32,
                 addresses, sizes, chunk_tensor, chunk_start, chunk_length))
-        return cls(list(t.params), flags_of(spec), groups,
+        return cls(list(t.params if updated is None else updated), flags_of(spec), groups,
                    int(sum(p.numel() for p in t.params)))
 
     @property
