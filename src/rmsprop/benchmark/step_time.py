@@ -312,7 +312,7 @@ def run_case(layout: str, config: str, *, dtype: str = "float32", device: str = 
         bandwidth_name]
     ceilings = [c.name for c in contenders if c.kind == "ceiling"]
     streams_name = min(ceilings, key=medians.__getitem__) if ceilings else None
-    streams = medians[streams_name] if ceilings else None
+    streams = None if streams_name is None else medians[streams_name]
     results = {}
     for c in contenders:
         ts = sorted(times[c.name])

@@ -27,6 +27,7 @@ from torch import Tensor
 __all__ = ["FlatLayout"]
 
 _GRAD = operator.attrgetter("grad")
+_PTR = Tensor.data_ptr
 
 
 class FlatLayout:
@@ -51,6 +52,8 @@ class FlatLayout:
                 view.copy_(p.detach())
             for p, view in zip(params, views):
                 p.data = view
+        base, size = self.param_buffer.data_ptr(), self.param_buffer.element_size()
+        self.addresses = [base + o * size for o in self.offsets]
         self.grad_views = self.views_of(self.grad_buffer)
         for p, view in zip(params, self.grad_views):
             if p.grad is not None:
@@ -64,9 +67,7 @@ class FlatLayout:
 
     def intact(self) -> bool:
         """Every parameter is still its view of the buffer (``p.data = ...`` moves it out)."""
-        base = self.param_buffer.data_ptr()
-        size = self.param_buffer.element_size()
-        return [p.data_ptr() for p in self.params] == [base + o * size for o in self.offsets]
+        return list(map(_PTR, self.params)) == self.addresses
 
     def bind_grads(self, grads: Sequence[Tensor | None]) -> None:
         """Copy every set gradient that is not its view into its view, and rebind

@@ -128,7 +128,7 @@ class GroupPlan:
                 [layout.param_buffer], [layout.grad_buffer],
                 *[([buffers[name]] if name != "step" else lst[:1]) if lst and name else []
                   for name, lst in zip(_NAMES[2:], tensors.fields()[2:])])
-        kernel = KernelPlan.build(tensors, spec)
+        kernel = KernelPlan.build(tensors, spec, updated=list(params))
         has = set(map(id, params))
         return cls(
             group, group_params, [id(p) in has for p in group_params], list(params),

@@ -217,10 +217,13 @@ def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
         hyper, corrections = scalars_of(spec, lr, group_steps, group.index.size, group.compute)
         kernel = _kernel_for(flags.amsgrad, flags.centered, flags.momentum,
                              group.param_format, group.state_format)
-        run_on_threads(kernel, group.chunk_length, group.addresses, group.chunk_tensor,
-                       group.chunk_start, group.chunk_length, hyper, corrections,
-                       flags.maximize, flags.l2, flags.decoupled, flags.bias_correction,
-                       flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
+        args = (group.addresses, group.chunk_tensor, group.chunk_start, group.chunk_length,
+                hyper, corrections, flags.maximize, flags.l2, flags.decoupled,
+                flags.bias_correction, flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
+        if plan.serial:
+            kernel(0, group.chunk_length.size, *args)
+        else:
+            run_on_threads(kernel, group.chunk_length, *args)
     plan.finish()
 
 

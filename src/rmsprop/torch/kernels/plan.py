@@ -28,10 +28,15 @@ from .capabilities import STATE_DTYPES
 from .flat import FORMAT, GRAD, check_lists, chunk_table
 from .tensors import TensorLists, dtensor_type
 
-__all__ = ["CHUNK", "KernelPlan", "StorageGroup", "plannable"]
+__all__ = ["CHUNK", "SERIAL_BELOW", "KernelPlan", "StorageGroup", "plannable"]
 
 CHUNK = 1 << 16
 """Elements per unit of parallel work of the CPU kernel (256 KiB of float32 per array)."""
+
+SERIAL_BELOW = 1 << 22
+"""A plan of fewer elements runs on the calling thread: below this, handing half the work to
+a second thread cost more than it saved where it was measured (benchmarks/NOTES.md, issue
+19), most of all on a busy machine, where the second thread waits for a time slice."""
 
 
 @dataclass
@@ -60,9 +65,12 @@ class KernelPlan:
     numel: int
 
     @classmethod
-    def build(cls, t: TensorLists, spec: RMSpropSpec, chunk: int = CHUNK) -> "KernelPlan":
+    def build(cls, t: TensorLists, spec: RMSpropSpec, chunk: int = CHUNK,
+              updated: list[Tensor] | None = None) -> "KernelPlan":
         """The plan of ``t`` (the addresses of its ``grads`` are this step's: see
-        :meth:`set_grads`); the caller has checked :func:`plannable`."""
+        :meth:`set_grads`); the caller has checked :func:`plannable`. ``updated``: the
+        tensors whose version counters a step bumps (default ``t.params``; the parameters
+        themselves where ``t.params`` is one buffer they are views of)."""
         check_lists(t, spec, "fused")
         rows = [t.params, t.grads, t.square_avgs, t.max_square_avgs, t.grad_avgs,
                 t.momentum_buffers]
@@ -82,8 +90,13 @@ class KernelPlan:
                 index, FORMAT[param_dtype], FORMAT[state_dtype],
                 np.float64 if state_dtype == torch.float64 else np.float32,
                 addresses, sizes, chunk_tensor, chunk_start, chunk_length))
-        return cls(list(t.params), flags_of(spec), groups,
+        return cls(list(t.params if updated is None else updated), flags_of(spec), groups,
                    int(sum(p.numel() for p in t.params)))
+
+    @property
+    def serial(self) -> bool:
+        """Whether the kernel runs this plan on the calling thread (see :data:`SERIAL_BELOW`)."""
+        return self.numel < SERIAL_BELOW
 
     def set_grads(self, grad_addresses: Sequence[int]) -> None:
         """This step's gradient addresses, one per parameter in the plan's order."""
