@@ -49,7 +49,8 @@ __all__ = ["CHUNK", "MIN_PER_THREAD", "PIECES_PER_THREAD", "fused", "grads_finit
            "rmsprop_element", "run_plan"]
 
 
-_RAW_DTYPE = {"f32": np.float32, "f64": np.float64, "bf16": np.uint16, "f16": np.uint16}
+_RAW_DTYPE: dict[str, type[np.generic]] = {"f32": np.float32, "f64": np.float64,
+                                           "bf16": np.uint16, "f16": np.uint16}
 
 
 # -- the math: rmsprop.element's function, compiled by numba ----------------------------------
@@ -182,10 +183,12 @@ def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
 def _finite_kernel_for(param_format: str):
     """Whether every gradient element of a chunk table is finite: its exponent bits are not
     all ones (an OR of bit tests, which vectorises; a float reduction would not)."""
-    raw, mask = {"f32": (np.uint32, 0x7F800000), "f64": (np.uint64, 0x7FF0000000000000),
-                 "bf16": (np.uint16, 0x7F80), "f16": (np.uint16, 0x7C00)}[param_format]
+    exponent_bits: dict[str, tuple[type[np.unsignedinteger], int]] = {
+        "f32": (np.uint32, 0x7F800000), "f64": (np.uint64, 0x7FF0000000000000),
+        "bf16": (np.uint16, 0x7F80), "f16": (np.uint16, 0x7C00)}
+    raw, bits = exponent_bits[param_format]
     size = np.dtype(raw).itemsize
-    mask = raw(mask)
+    mask = raw(bits)
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
     def kernel(addresses, chunk_tensor, chunk_start, chunk_length):

@@ -82,8 +82,9 @@ def _unchanged(builder: Any, value: Any) -> Any:
     return value
 
 
-_WIDENED = {"bf16": _bf16_widened, "f16": _f16_widened}
-_ROUNDED = {"bf16": _bf16_rounded, "f16": _f16_rounded}
+_Conversion = Callable[[Any, Any], Any]
+_WIDENED: dict[str, _Conversion] = {"bf16": _bf16_widened, "f16": _f16_widened}
+_ROUNDED: dict[str, _Conversion] = {"bf16": _bf16_rounded, "f16": _f16_rounded}
 
 
 def _storage_format(fmt: Any) -> str:
@@ -92,7 +93,7 @@ def _storage_format(fmt: Any) -> str:
     return fmt.literal_value
 
 
-def _conversion(value: Any, fmt: Any, conversions: dict[str, Callable[[Any, Any], Any]],
+def _conversion(value: Any, fmt: Any, conversions: dict[str, _Conversion],
                 accepts: Callable[[Any], bool], result: Any) -> Any:
     """The signature and code of :func:`widen` or :func:`narrow` for ``value``'s type: the
     conversion of the format ``fmt`` (a constant string) if it has one, else none (``value``
@@ -148,9 +149,9 @@ def float_of_bits(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         value = args[0]
-        if bits.bitwidth > 32:
+        if value.type.width > 32:
             value = builder.trunc(value, llvm.IntType(32))
-        elif bits.bitwidth < 32:
+        elif value.type.width < 32:
             value = builder.zext(value, llvm.IntType(32))
         return builder.bitcast(value, llvm.FloatType())
 
@@ -224,10 +225,11 @@ def run_on_threads(kernel, chunk_length: np.ndarray, *args) -> None:
             if bounds[k] < bounds[k + 1]:
                 kernel(bounds[k], bounds[k + 1], *args)
 
-    if _pool_size < threads - 1:
+    if _pool is None or _pool_size < threads - 1:
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rmsprop")
         _pool_size = threads - 1
-    futures = [_pool.submit(take_runs) for _ in range(threads - 1)]
+    pool = _pool
+    futures = [pool.submit(take_runs) for _ in range(threads - 1)]
     take_runs()
     for future in futures:
         future.result()

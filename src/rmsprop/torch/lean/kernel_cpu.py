@@ -21,7 +21,8 @@ of (the parameter's index in the optimizer, the step, the state tensor, the bloc
 :func:`_encode`). A step is deterministic, does not depend on the number of threads, and a run
 resumed from a state dict continues bit for bit.
 
-Threads: the kernel releases the GIL and runs on the thread pool of :mod:`rmsprop.torch.kernels.fused_cpu`, as many
+Threads: the kernel releases the GIL and runs on the thread pool of
+:mod:`rmsprop.torch.kernels.numba_support`, as many
 threads as torch uses, each on a run of chunks of equal size.
 
 Compile-time variants: which state tensors exist (amsgrad, centered, momentum), the form of
@@ -315,7 +316,8 @@ class LeanVariant(NamedTuple):
     stochastic: bool
 
 
-_PARAM_RAW = {"f32": np.float32, "bf16": np.uint16, "f16": np.uint16}
+_PARAM_RAW: dict[str, type[np.generic]] = {"f32": np.float32, "bf16": np.uint16,
+                                           "f16": np.uint16}
 _FORMAT_OF_DTYPE = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 
 
