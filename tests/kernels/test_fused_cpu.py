@@ -174,8 +174,12 @@ def _widen(fn, bits: np.ndarray) -> np.ndarray:
 def test_16_bit_conversions_match_torch(dtype):
     """Every 16-bit pattern widens exactly; float32 values (ties, subnormals, overflow, inf,
     NaN, random bits) round to nearest even exactly as ``tensor.to(dtype)``."""
-    to_f32 = fused_cpu._bf16_to_f32 if dtype == torch.bfloat16 else fused_cpu._f16_to_f32
-    from_f32 = fused_cpu._f32_to_bf16 if dtype == torch.bfloat16 else fused_cpu._f32_to_f16
+    from numba import njit
+
+    from rmsprop.torch.kernels.numba_support import narrow, widen
+
+    fmt = "bf16" if dtype == torch.bfloat16 else "f16"  # the kernels' load and store
+    to_f32, from_f32 = njit(lambda x: widen(x, fmt)), njit(lambda x: narrow(x, fmt))
     every = np.arange(2**16, dtype=np.uint16)
     widened = _widen(to_f32, every)
     expected = torch.from_numpy(every.view(np.int16)).view(dtype).float().numpy()

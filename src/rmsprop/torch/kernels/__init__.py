@@ -7,9 +7,10 @@ what they compute.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import torch
+from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from ...spec import RMSpropSpec
@@ -38,10 +39,11 @@ def foreach(
     """All tensors of one (device, dtype) at once, with ``torch._foreach_*``."""
     t = as_real(t)
     ops = ops_for(foreach=True)
-    groups = _group_tensors_by_device_and_dtype(t.fields(), with_indices=True)
+    groups = _group_tensors_by_device_and_dtype(
+        cast("list[list[Tensor | None]]", t.fields()), with_indices=True)
     for lists, indices in groups.values():
         group_steps = [steps[i] for i in indices] if steps else None
-        apply_update(ops, TensorLists(*lists), spec, lr, group_steps)
+        apply_update(ops, TensorLists(*cast("list[list[Tensor]]", lists)), spec, lr, group_steps)
 
 
 # torch.compile cannot trace into numba's dispatcher or Triton's launcher: the raw-memory

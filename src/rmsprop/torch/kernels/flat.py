@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 import torch
 from torch import Tensor
 
@@ -32,7 +33,7 @@ PARAM, GRAD, SQUARE_AVG, MAX_SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER = range(6)
 
 
 def scalars_of(
-    spec: RMSpropSpec, lr: float, steps: Sequence[float] | None, n: int, dtype: np.dtype
+    spec: RMSpropSpec, lr: float, steps: Sequence[float] | None, n: int, dtype: DTypeLike
 ) -> tuple[np.ndarray, np.ndarray]:
     """``hyper = [lr, rho, 1 - rho, eps, wd, mu, lr*wd, 0]`` and the per-tensor bias corrections
     ``1 - rho**t`` (ones without bias correction), in the kernel's compute dtype.
@@ -68,7 +69,7 @@ def group_by_storage(
     """
     keys: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
     first = (t.params[0].dtype, t.square_avgs[0].dtype) if t.params else None
-    if all(p.dtype == first[0] for p in t.params) and all(
+    if first is not None and all(p.dtype == first[0] for p in t.params) and all(
             v.dtype == first[1] for v in t.square_avgs) and len(
             {_where(p) for p in t.params}) == 1:  # the usual case, at a glance
         keys[(t.params[0].device, *first)] = list(range(len(t.params)))

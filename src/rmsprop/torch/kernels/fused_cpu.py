@@ -39,11 +39,9 @@ from ...spec import RMSpropSpec
 from .flat import (
     FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
 )
-from .numba_support import MIN_PER_THREAD, PIECES_PER_THREAD, run_on_threads, voidptr
-from .numba_support import bf16_to_f32 as _bf16_to_f32
-from .numba_support import f16_to_f32 as _f16_to_f32
-from .numba_support import f32_to_bf16 as _f32_to_bf16
-from .numba_support import f32_to_f16 as _f32_to_f16
+from .numba_support import (
+    MIN_PER_THREAD, PIECES_PER_THREAD, narrow, run_on_threads, voidptr, widen,
+)
 from .plan import CHUNK, KernelPlan
 from .tensors import TensorLists, as_real
 
@@ -51,7 +49,8 @@ __all__ = ["CHUNK", "MIN_PER_THREAD", "PIECES_PER_THREAD", "fused", "grads_finit
            "rmsprop_element", "run_plan"]
 
 
-_RAW_DTYPE = {"f32": np.float32, "f64": np.float64, "bf16": np.uint16, "f16": np.uint16}
+_RAW_DTYPE: dict[str, type[np.generic]] = {"f32": np.float32, "f64": np.float64,
+                                           "bf16": np.uint16, "f16": np.uint16}
 
 
 # -- the math: rmsprop.element's function, compiled by numba ----------------------------------
@@ -93,8 +92,6 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
     """The kernel of one memory layout: a closure whose captured flags numba folds as
     constants (they decide which arrays are read and written)."""
     p_raw, s_raw = _RAW_DTYPE[param_format], _RAW_DTYPE[state_format]
-    p_bf16, p_f16 = param_format == "bf16", param_format == "f16"
-    s_bf16, s_f16 = state_format == "bf16", state_format == "f16"
     p_size, s_size = np.dtype(p_raw).itemsize, np.dtype(s_raw).itemsize
     element_code = CODE_FINGERPRINT
     zero = np.float64(0.0) if state_format == "f64" else np.float32(0.0)  # a constant: folds
@@ -105,11 +102,12 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
                lr_in_momentum, nesterov):
         """Chunks ``first`` to ``last`` (excluded) of the chunk table."""
         assert element_code != 0  # kept in the closure (see CODE_FINGERPRINT)
-        lr, rho, one_minus_rho, eps = hyper[0], hyper[1], hyper[2], hyper[3]
-        wd, mu, lr_wd = hyper[4], hyper[5], hyper[6]
+        flags = Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction, eps_in_sqrt,
+                      momentum, lr_in_momentum, nesterov, False)
         for c in range(first, last):
             t, lo, n = chunk_tensor[c], chunk_start[c], chunk_length[c]
-            correction = corrections[t]
+            h = Hyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6],
+                      corrections[t], zero)
             param = numba.carray(voidptr(addresses[_PARAM, t] + lo * p_size), n, p_raw)
             grad = numba.carray(voidptr(addresses[_GRAD, t] + lo * p_size), n, p_raw)
             square_avg = numba.carray(voidptr(addresses[_V, t] + lo * s_size), n, s_raw)
@@ -117,64 +115,21 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
             grad_avg = numba.carray(voidptr(addresses[_GBAR, t] + lo * s_size), n, s_raw)
             buf = numba.carray(voidptr(addresses[_BUF, t] + lo * s_size), n, s_raw)
             for i in range(n):
-                if p_bf16:
-                    theta, g = _bf16_to_f32(param[i]), _bf16_to_f32(grad[i])
-                elif p_f16:
-                    theta, g = _f16_to_f32(param[i]), _f16_to_f32(grad[i])
-                else:
-                    theta, g = param[i], grad[i]
-                if s_bf16:
-                    v = _bf16_to_f32(square_avg[i])
-                    vmax = _bf16_to_f32(max_square_avg[i]) if amsgrad else zero
-                    gbar = _bf16_to_f32(grad_avg[i]) if centered else zero
-                    b = _bf16_to_f32(buf[i]) if momentum else zero
-                elif s_f16:
-                    v = _f16_to_f32(square_avg[i])
-                    vmax = _f16_to_f32(max_square_avg[i]) if amsgrad else zero
-                    gbar = _f16_to_f32(grad_avg[i]) if centered else zero
-                    b = _f16_to_f32(buf[i]) if momentum else zero
-                else:
-                    v = square_avg[i]
-                    vmax = max_square_avg[i] if amsgrad else zero
-                    gbar = grad_avg[i] if centered else zero
-                    b = buf[i] if momentum else zero
+                theta = widen(param[i], param_format)
+                v = widen(square_avg[i], state_format)
+                vmax = widen(max_square_avg[i], state_format) if amsgrad else zero
+                gbar = widen(grad_avg[i], state_format) if centered else zero
+                b = widen(buf[i], state_format) if momentum else zero
                 decay, delta, v, vmax, gbar, b = rmsprop_element(
-                    theta, g, v, vmax, gbar, b,
-                    Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
-                    Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction,
-                          eps_in_sqrt, momentum, lr_in_momentum, nesterov, False),
-                )
-                theta = (theta - decay) - delta
-                if p_bf16:
-                    param[i] = _f32_to_bf16(theta)
-                elif p_f16:
-                    param[i] = _f32_to_f16(theta)
-                else:
-                    param[i] = theta
-                if s_bf16:
-                    square_avg[i] = _f32_to_bf16(v)
-                    if amsgrad:
-                        max_square_avg[i] = _f32_to_bf16(vmax)
-                    if centered:
-                        grad_avg[i] = _f32_to_bf16(gbar)
-                    if momentum:
-                        buf[i] = _f32_to_bf16(b)
-                elif s_f16:
-                    square_avg[i] = _f32_to_f16(v)
-                    if amsgrad:
-                        max_square_avg[i] = _f32_to_f16(vmax)
-                    if centered:
-                        grad_avg[i] = _f32_to_f16(gbar)
-                    if momentum:
-                        buf[i] = _f32_to_f16(b)
-                else:
-                    square_avg[i] = v
-                    if amsgrad:
-                        max_square_avg[i] = vmax
-                    if centered:
-                        grad_avg[i] = gbar
-                    if momentum:
-                        buf[i] = b
+                    theta, widen(grad[i], param_format), v, vmax, gbar, b, h, flags)
+                param[i] = narrow((theta - decay) - delta, param_format)
+                square_avg[i] = narrow(v, state_format)
+                if amsgrad:
+                    max_square_avg[i] = narrow(vmax, state_format)
+                if centered:
+                    grad_avg[i] = narrow(gbar, state_format)
+                if momentum:
+                    buf[i] = narrow(b, state_format)
 
     return kernel
 
@@ -231,10 +186,12 @@ def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
 def _finite_kernel_for(param_format: str):
     """Whether every gradient element of a chunk table is finite: its exponent bits are not
     all ones (an OR of bit tests, which vectorises; a float reduction would not)."""
-    raw, mask = {"f32": (np.uint32, 0x7F800000), "f64": (np.uint64, 0x7FF0000000000000),
-                 "bf16": (np.uint16, 0x7F80), "f16": (np.uint16, 0x7C00)}[param_format]
+    exponent_bits: dict[str, tuple[type[np.unsignedinteger], int]] = {
+        "f32": (np.uint32, 0x7F800000), "f64": (np.uint64, 0x7FF0000000000000),
+        "bf16": (np.uint16, 0x7F80), "f16": (np.uint16, 0x7C00)}
+    raw, bits = exponent_bits[param_format]
     size = np.dtype(raw).itemsize
-    mask = raw(mask)
+    mask = raw(bits)
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
     def kernel(addresses, chunk_tensor, chunk_start, chunk_length):

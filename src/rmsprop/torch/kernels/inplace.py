@@ -53,6 +53,7 @@ def apply_update(
 
     s = None  # the variance estimate, when it is a temporary we may overwrite
     if spec.bias_correction:
+        assert steps is not None  # the callers pass steps with bias correction
         corrections = [1 - rho**step for step in steps]
         s = ops.div(v, corrections)
         if spec.centered:

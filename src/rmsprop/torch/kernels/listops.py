@@ -21,7 +21,7 @@ from torch import Tensor
 
 __all__ = ["ForeachOps", "LoopOps", "DifferentiableLoopOps", "ops_for"]
 
-Tensors = list[Tensor]
+Tensors = list[Tensor] | tuple[Tensor, ...]  # torch._foreach_* return tuples
 
 
 class LoopOps:

@@ -12,11 +12,14 @@ gradient, say) is refused with a ``ValueError`` rather than updated wrongly. ``l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor
 
 from .tensors import TensorLists, dtensor_type
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = ["local_shards"]
 
@@ -32,24 +35,32 @@ def local_shards(t: TensorLists) -> TensorLists:
         row = [x for lst in one.fields() if lst is not one.steps for x in lst]
         _check_alike(p, row, dtensor, i)
     return TensorLists(
-        *[[x.to_local() if isinstance(x, dtensor) else x for x in lst] for lst in t.fields()]
+        *[[cast("DTensor", x).to_local() if isinstance(x, dtensor) else x for x in lst]
+          for lst in t.fields()]
     )
 
 
-def _check_alike(p: Any, row: list[Tensor], dtensor: type, index: int) -> None:
-    if not isinstance(p, dtensor):
+def _layout(x: Tensor, dtensor: type) -> Any:
+    """A DTensor's (mesh, placements); None for a plain tensor."""
+    if not isinstance(x, dtensor):
+        return None
+    shard = cast("DTensor", x)
+    return shard.device_mesh, shard.placements
+
+
+def _check_alike(p: Tensor, row: list[Tensor], dtensor: type, index: int) -> None:
+    expected = _layout(p, dtensor)
+    if expected is None:
         if any(isinstance(x, dtensor) for x in row):
             raise ValueError(
                 f"parameter {index} is a plain tensor but its gradient or state is a DTensor"
             )
         return
     for x in row:
-        alike = isinstance(x, dtensor) and (x.device_mesh, x.placements) == (
-            p.device_mesh, p.placements
-        )
-        if not alike:
-            layout = (x.device_mesh, x.placements) if isinstance(x, dtensor) else "a plain tensor"
+        layout = _layout(x, dtensor)
+        if layout != expected:
             raise ValueError(
-                f"parameter {index} is a DTensor with placements {p.placements}, but its gradient "
-                f"or state is laid out as {layout}: the fused kernels need them alike"
+                f"parameter {index} is a DTensor with placements {expected[1]}, but its "
+                f"gradient or state is laid out as {layout or 'a plain tensor'}: the fused "
+                f"kernels need them alike"
             )

@@ -9,18 +9,19 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import llvmlite.ir as llvm
 import numpy as np
 import torch
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, errors
 from numba.extending import intrinsic
 
 from ... import numba_cache
 
-__all__ = ["MIN_PER_THREAD", "PIECES_PER_THREAD", "bf16_to_f32", "bits_of", "f16_to_f32",
-           "f32_to_bf16", "f32_to_f16", "float_of_bits", "run_on_threads", "umax32", "voidptr"]
+__all__ = ["MIN_PER_THREAD", "PIECES_PER_THREAD", "bits_of", "float_of_bits", "narrow",
+           "run_on_threads", "umax32", "voidptr", "widen"]
 
 numba_cache.install()  # the kernels' disk cache: NUMBA_CACHE_DIR or the user's, not the package
 
@@ -29,7 +30,13 @@ numba_cache.install()  # the kernels' disk cache: NUMBA_CACHE_DIR or the user's,
 _I16, _I32 = llvm.IntType(16), llvm.IntType(32)
 
 
-@intrinsic
+def _kernel_intrinsic(definition: Callable[..., Any]) -> Callable[..., Any]:
+    """numba's ``intrinsic``, typed as a kernel calls it (without the typing context that
+    numba passes first)."""
+    return intrinsic(definition)
+
+
+@_kernel_intrinsic
 def voidptr(typingctx, address):
     """An integer address as a pointer (for ``numba.carray``)."""
 
@@ -39,67 +46,90 @@ def voidptr(typingctx, address):
     return types.voidptr(address), codegen
 
 
-@intrinsic
-def bf16_to_f32(typingctx, bits):
-    """bfloat16 bits -> float32 (exact: the bits are the float32's upper half)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        wide = builder.zext(builder.trunc(args[0], _I16), _I32)
-        return builder.bitcast(builder.shl(wide, llvm.Constant(_I32, 16)), llvm.FloatType())
-
-    return types.float32(bits), codegen
+def _bf16_widened(builder: Any, bits: Any) -> Any:
+    """bfloat16 bits (the low 16 of an integer) as float32: exact, the float32's upper half."""
+    wide = builder.zext(builder.trunc(bits, _I16), _I32)
+    return builder.bitcast(builder.shl(wide, llvm.Constant(_I32, 16)), llvm.FloatType())
 
 
-@intrinsic
-def f32_to_bf16(typingctx, value):
-    """float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
+def _f16_widened(builder: Any, bits: Any) -> Any:
+    """float16 bits (the low 16 of an integer) as float32: exact, LLVM ``fpext``."""
+    half = builder.bitcast(builder.trunc(bits, _I16), llvm.HalfType())
+    return builder.fpext(half, llvm.FloatType())
+
+
+def _bf16_rounded(builder: Any, value: Any) -> Any:
+    """float32 -> bfloat16 bits, to nearest even; NaN stays a (quiet) NaN.
 
     The rounding of ``c10::BFloat16`` (``round_to_nearest_even``): add 0x7FFF plus the lowest
     kept bit, keep the upper 16 bits.
     """
-    if value != types.float32:
+    bits = builder.bitcast(value, _I32)
+    lowest_kept = builder.and_(builder.lshr(bits, llvm.Constant(_I32, 16)),
+                               llvm.Constant(_I32, 1))
+    rounded = builder.add(builder.add(bits, llvm.Constant(_I32, 0x7FFF)), lowest_kept)
+    upper = builder.trunc(builder.lshr(rounded, llvm.Constant(_I32, 16)), _I16)
+    is_nan = builder.fcmp_unordered("uno", value, value)
+    return builder.select(is_nan, llvm.Constant(_I16, 0x7FC0), upper)
+
+
+def _f16_rounded(builder: Any, value: Any) -> Any:
+    """float32 -> float16 bits, to nearest even (LLVM ``fptrunc``, IEEE 754)."""
+    return builder.bitcast(builder.fptrunc(value, llvm.HalfType()), _I16)
+
+
+def _unchanged(builder: Any, value: Any) -> Any:
+    return value
+
+
+_Conversion = Callable[[Any, Any], Any]
+_WIDENED: dict[str, _Conversion] = {"bf16": _bf16_widened, "f16": _f16_widened}
+_ROUNDED: dict[str, _Conversion] = {"bf16": _bf16_rounded, "f16": _f16_rounded}
+
+
+def _storage_format(fmt: Any) -> str:
+    if not isinstance(fmt, types.StringLiteral):
+        raise errors.TypingError(f"the storage format must be a constant string, got {fmt}")
+    return fmt.literal_value
+
+
+def _conversion(value: Any, fmt: Any, conversions: dict[str, _Conversion],
+                accepts: Callable[[Any], bool], result: Any) -> Any:
+    """The signature and code of :func:`widen` or :func:`narrow` for ``value``'s type: the
+    conversion of the format ``fmt`` (a constant string) if it has one, else none (``value``
+    a float, returned as it is); None for a type the conversion does not take."""
+    kind = _storage_format(fmt)
+    convert = conversions.get(kind, _unchanged)
+    if convert is _unchanged:
+        accepts, result = (lambda t: isinstance(t, types.Float)), value
+    if not accepts(value):
         return None
 
     def codegen(context, builder, signature, args):
-        bits = builder.bitcast(args[0], _I32)
-        lowest_kept = builder.and_(builder.lshr(bits, llvm.Constant(_I32, 16)),
-                                   llvm.Constant(_I32, 1))
-        rounded = builder.add(builder.add(bits, llvm.Constant(_I32, 0x7FFF)), lowest_kept)
-        upper = builder.trunc(builder.lshr(rounded, llvm.Constant(_I32, 16)), _I16)
-        is_nan = builder.fcmp_unordered("uno", args[0], args[0])
-        return builder.select(is_nan, llvm.Constant(_I16, 0x7FC0), upper)
+        return convert(builder, args[0])
 
-    return types.uint16(value), codegen
+    return result(value, fmt), codegen
 
 
-@intrinsic
-def f16_to_f32(typingctx, bits):
-    """float16 bits -> float32 (exact, LLVM ``fpext``)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        half = builder.bitcast(builder.trunc(args[0], _I16), llvm.HalfType())
-        return builder.fpext(half, llvm.FloatType())
-
-    return types.float32(bits), codegen
+@_kernel_intrinsic
+def widen(typingctx, stored, fmt):
+    """An element as stored, in the compute type: for ``fmt`` (a constant string) ``"bf16"``
+    or ``"f16"``, 16 raw bits widened exactly to float32; for any other format, the float
+    itself. The kernels' load, one for every storage format."""
+    return _conversion(stored, fmt, _WIDENED, lambda t: isinstance(t, types.Integer),
+                       types.float32)
 
 
-@intrinsic
-def f32_to_f16(typingctx, value):
-    """float32 -> float16 bits, rounded to nearest even (LLVM ``fptrunc``, IEEE 754)."""
-    if value != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.fptrunc(args[0], llvm.HalfType()), _I16)
-
-    return types.uint16(value), codegen
+@_kernel_intrinsic
+def narrow(typingctx, value, fmt):
+    """A computed value as stored in ``fmt`` (a constant string): for ``"bf16"`` or ``"f16"``,
+    the bits of the float32 ``value`` rounded to nearest even (NaN stays NaN); for any other
+    format, ``value`` itself (the array's store converts it, as an assignment does). The
+    kernels' store, one for every storage format."""
+    return _conversion(value, fmt, _ROUNDED, lambda t: t == types.float32, types.uint16)
 
 
-@intrinsic
+@_kernel_intrinsic
 def bits_of(typingctx, value):
     """The bit pattern of a float32, as uint32."""
     if value != types.float32:
@@ -111,7 +141,7 @@ def bits_of(typingctx, value):
     return types.uint32(value), codegen
 
 
-@intrinsic
+@_kernel_intrinsic
 def float_of_bits(typingctx, bits):
     """The float32 with bit pattern ``bits`` (an integer: its low 32 bits)."""
     if not isinstance(bits, types.Integer):
@@ -119,16 +149,16 @@ def float_of_bits(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         value = args[0]
-        if bits.bitwidth > 32:
+        if value.type.width > 32:
             value = builder.trunc(value, llvm.IntType(32))
-        elif bits.bitwidth < 32:
+        elif value.type.width < 32:
             value = builder.zext(value, llvm.IntType(32))
         return builder.bitcast(value, llvm.FloatType())
 
     return types.float32(bits), codegen
 
 
-@intrinsic
+@_kernel_intrinsic
 def umax32(typingctx, a, b):
     """max of two uint32 in 32-bit IR (numba's ``max`` widens to 64 bits, which halves the
     vector width of the reduction)."""
@@ -195,10 +225,11 @@ def run_on_threads(kernel, chunk_length: np.ndarray, *args) -> None:
             if bounds[k] < bounds[k + 1]:
                 kernel(bounds[k], bounds[k + 1], *args)
 
-    if _pool_size < threads - 1:
+    if _pool is None or _pool_size < threads - 1:
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rmsprop")
         _pool_size = threads - 1
-    futures = [_pool.submit(take_runs) for _ in range(threads - 1)]
+    pool = _pool
+    futures = [pool.submit(take_runs) for _ in range(threads - 1)]
     take_runs()
     for future in futures:
         future.result()

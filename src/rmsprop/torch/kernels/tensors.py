@@ -6,9 +6,13 @@ imports nothing of rmsprop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = ["TensorLists", "all_finite", "as_real", "dtensor_type", "real_view", "step_dtype"]
 
@@ -76,8 +80,9 @@ def all_finite(tensors: list[Tensor]) -> bool:
     local = []
     for t in tensors:
         if dtensor is not None and isinstance(t, dtensor):
-            meshes[id(t.device_mesh)] = t.device_mesh
-            t = t.to_local()
+            shard = cast("DTensor", t)
+            meshes[id(shard.device_mesh)] = shard.device_mesh
+            t = shard.to_local()
         if t.numel() > 0:
             local.append(t)
     finite = True

@@ -34,7 +34,7 @@ from .flat import (
 )
 from .tensors import TensorLists, as_real
 
-__all__ = ["BLOCK", "rmsprop_element", "triton_step"]
+__all__ = ["BLOCK", "load", "load_hyper", "rmsprop_element", "store", "triton_step"]
 
 BLOCK = 2048
 """Elements per program."""
@@ -43,8 +43,9 @@ _STORAGE_TYPE = {"f32": tl.float32, "f64": tl.float64, "bf16": tl.uint16, "f16":
 
 
 @triton.jit
-def _load(pointer, offsets, mask, BF16: tl.constexpr, COMPUTE: tl.constexpr):
-    """Load and widen to the compute type (bfloat16 is stored as its 16 raw bits)."""
+def load(pointer, offsets, mask, BF16: tl.constexpr, COMPUTE: tl.constexpr):
+    """Load and widen to the compute type (bfloat16 is stored as its 16 raw bits). The Triton
+    kernels' load, one for every storage format."""
     raw = tl.load(pointer + offsets, mask=mask, other=0)
     if BF16:
         return (raw.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
@@ -53,8 +54,9 @@ def _load(pointer, offsets, mask, BF16: tl.constexpr, COMPUTE: tl.constexpr):
 
 
 @triton.jit
-def _store(pointer, offsets, mask, value, BF16: tl.constexpr, STORAGE: tl.constexpr):
-    """Round to the storage type and store; bfloat16 to nearest even, NaN kept a NaN."""
+def store(pointer, offsets, mask, value, BF16: tl.constexpr, STORAGE: tl.constexpr):
+    """Round to the storage type and store; bfloat16 to nearest even, NaN kept a NaN. The
+    Triton kernels' store, one for every storage format."""
     if BF16:
         bits = value.to(tl.uint32, bitcast=True)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
@@ -101,6 +103,16 @@ constant of the kernel, so each combination is its own branch-free code)."""
 
 
 @triton.jit
+def load_hyper(hyper, correction):
+    """The :class:`~rmsprop.element.Hyper` record of a kernel's ``hyper`` row
+    (:func:`rmsprop.torch.kernels.flat.scalars_of`: lr, rho, 1 - rho, eps, wd, mu, lr*wd, 0)
+    with the tensor's bias ``correction``."""
+    return Hyper(tl.load(hyper + 0), tl.load(hyper + 1), tl.load(hyper + 2), tl.load(hyper + 3),
+                 tl.load(hyper + 4), tl.load(hyper + 5), tl.load(hyper + 6), correction,
+                 tl.load(hyper + 7))
+
+
+@triton.jit
 def _rmsprop_kernel(
     addresses, n_tensors, sizes, block_tensor, block_start, corrections, hyper,
     MAXIMIZE: tl.constexpr, L2: tl.constexpr, DECOUPLED: tl.constexpr, AMSGRAD: tl.constexpr,
@@ -114,22 +126,12 @@ def _rmsprop_kernel(
     t = tl.load(block_tensor + pid)
     offsets = tl.load(block_start + pid) + tl.arange(0, BLOCK_SIZE)
     mask = offsets < tl.load(sizes + t)
-    lr = tl.load(hyper + 0)
-    rho = tl.load(hyper + 1)
-    one_minus_rho = tl.load(hyper + 2)
-    eps = tl.load(hyper + 3)
-    wd = tl.load(hyper + 4)
-    mu = tl.load(hyper + 5)
-    lr_wd = tl.load(hyper + 6)
-    correction = tl.load(corrections + t)
-    zero = tl.load(hyper + 7)
 
     param = tl.load(addresses + t).to(tl.pointer_type(PARAM_TYPE))
     grad = tl.load(addresses + n_tensors + t).to(tl.pointer_type(PARAM_TYPE))
     square_avg = tl.load(addresses + 2 * n_tensors + t).to(tl.pointer_type(STATE_TYPE))
-    theta = _load(param, offsets, mask, PARAM_BF16, COMPUTE)
-    g = _load(grad, offsets, mask, PARAM_BF16, COMPUTE)
-    v = _load(square_avg, offsets, mask, STATE_BF16, COMPUTE)
+    theta = load(param, offsets, mask, PARAM_BF16, COMPUTE)
+    v = load(square_avg, offsets, mask, STATE_BF16, COMPUTE)
     # Placeholders for the state an option leaves out (never read then). Not tl.zeros: that is
     # a @triton.jit helper, which the interpreter cannot call if triton was imported first.
     vmax = v
@@ -137,30 +139,28 @@ def _rmsprop_kernel(
     b = v
     if AMSGRAD:
         max_square_avg = tl.load(addresses + 3 * n_tensors + t).to(tl.pointer_type(STATE_TYPE))
-        vmax = _load(max_square_avg, offsets, mask, STATE_BF16, COMPUTE)
+        vmax = load(max_square_avg, offsets, mask, STATE_BF16, COMPUTE)
     if CENTERED:
         grad_avg = tl.load(addresses + 4 * n_tensors + t).to(tl.pointer_type(STATE_TYPE))
-        gbar = _load(grad_avg, offsets, mask, STATE_BF16, COMPUTE)
+        gbar = load(grad_avg, offsets, mask, STATE_BF16, COMPUTE)
     if MOMENTUM:
         buf = tl.load(addresses + 5 * n_tensors + t).to(tl.pointer_type(STATE_TYPE))
-        b = _load(buf, offsets, mask, STATE_BF16, COMPUTE)
+        b = load(buf, offsets, mask, STATE_BF16, COMPUTE)
 
     decay, delta, v, vmax, gbar, b = rmsprop_element(
-        theta, g, v, vmax, gbar, b,
-        Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
+        theta, load(grad, offsets, mask, PARAM_BF16, COMPUTE), v, vmax, gbar, b,
+        load_hyper(hyper, tl.load(corrections + t)),
         Flags(MAXIMIZE, L2, DECOUPLED, AMSGRAD, CENTERED, BIAS_CORRECTION, EPS_IN_SQRT,
-              MOMENTUM, LR_IN_MOMENTUM, NESTEROV, False),
+              MOMENTUM, LR_IN_MOMENTUM, NESTEROV, False),  # in the call: a variable loses constexpr
     )
-    theta = (theta - decay) - delta
-
-    _store(param, offsets, mask, theta, PARAM_BF16, PARAM_TYPE)
-    _store(square_avg, offsets, mask, v, STATE_BF16, STATE_TYPE)
+    store(param, offsets, mask, (theta - decay) - delta, PARAM_BF16, PARAM_TYPE)
+    store(square_avg, offsets, mask, v, STATE_BF16, STATE_TYPE)
     if AMSGRAD:
-        _store(max_square_avg, offsets, mask, vmax, STATE_BF16, STATE_TYPE)
+        store(max_square_avg, offsets, mask, vmax, STATE_BF16, STATE_TYPE)
     if CENTERED:
-        _store(grad_avg, offsets, mask, gbar, STATE_BF16, STATE_TYPE)
+        store(grad_avg, offsets, mask, gbar, STATE_BF16, STATE_TYPE)
     if MOMENTUM:
-        _store(buf, offsets, mask, b, STATE_BF16, STATE_TYPE)
+        store(buf, offsets, mask, b, STATE_BF16, STATE_TYPE)
 
 
 def triton_step(

@@ -9,6 +9,9 @@ One vocabulary: *lean state* is state stored in less than the parameter's precis
 * :mod:`.codes`: the 8-bit code formats (a leaf);
 * :mod:`.storage`: how a parameter's state holds them, creation and conversion between
   storages, the state-dict keys;
+* :mod:`.table`: what a lean step hands its kernel (addresses, random seeds, scalars), built
+  once for both kernels;
 * :mod:`.kernel_cpu`: the numba kernel that decodes the state, runs the update and encodes it;
+  :mod:`.kernel_triton`: the same on the GPU (Triton);
 * :mod:`.optimizer`: :class:`rmsprop.torch.RMSprop`'s side (checks, the step, loading).
 """

@@ -21,7 +21,8 @@ of (the parameter's index in the optimizer, the step, the state tensor, the bloc
 :func:`_encode`). A step is deterministic, does not depend on the number of threads, and a run
 resumed from a state dict continues bit for bit.
 
-Threads: the kernel releases the GIL and runs on the thread pool of :mod:`rmsprop.torch.kernels.fused_cpu`, as many
+Threads: the kernel releases the GIL and runs on the thread pool of
+:mod:`rmsprop.torch.kernels.numba_support`, as many
 threads as torch uses, each on a run of chunks of equal size.
 
 Compile-time variants: which state tensors exist (amsgrad, centered, momentum), the form of
@@ -36,22 +37,20 @@ forms for every element, and this step is bound by arithmetic, not memory (the c
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numba
 import numpy as np
 import torch
 from numba import njit
-from torch import Tensor
 
 from ...element import CODE_FINGERPRINT, Flags, Hyper
-from ...spec import RMSpropSpec
 from .codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
-from ..kernels.flat import chunk_table, flags_of, scalars_of
+from .table import CODES, GRAD, PARAM, SCALES, LeanTable, lean_step
+from ..kernels.flat import chunk_table
 from ..kernels.fused_cpu import rmsprop_element
 from ..kernels.numba_support import (
-    bf16_to_f32, bits_of, f16_to_f32, f32_to_bf16, f32_to_f16, float_of_bits, run_on_threads,
-    umax32, voidptr,
+    bits_of, float_of_bits, narrow, run_on_threads, umax32, voidptr, widen,
 )
 
 __all__ = ["STATE_KEYS", "LeanVariant", "kernel_for", "quantize_into", "hash32",
@@ -251,7 +250,7 @@ def _decoded(q8, signed, stored, i, scale):
         if signed:
             return decode_signed(stored[i], scale, -scale)
         return decode_unsigned(stored[i], scale)
-    return bf16_to_f32(stored[i])
+    return widen(stored[i], "bf16")
 
 
 @njit(inline="always")
@@ -317,10 +316,9 @@ class LeanVariant(NamedTuple):
     stochastic: bool
 
 
-_PARAM_RAW = {"f32": np.float32, "bf16": np.uint16, "f16": np.uint16}
+_PARAM_RAW: dict[str, type[np.generic]] = {"f32": np.float32, "bf16": np.uint16,
+                                           "f16": np.uint16}
 _FORMAT_OF_DTYPE = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
-# Rows of the address table: param, grad, then codes (or bf16 bits) and scales per state key.
-_PARAM, _GRAD, _CODES, _SCALES = 0, 1, 2, 6
 
 
 @functools.lru_cache(maxsize=None)
@@ -329,7 +327,6 @@ def kernel_for(variant: LeanVariant):
     amsgrad, centered, momentum, lr_in_momentum, nesterov, param_format, storage, stochastic = \
         variant
     p_raw = _PARAM_RAW[param_format]
-    p_bf16, p_f16 = param_format == "bf16", param_format == "f16"
     q8 = storage == "8bit"
     s_raw = np.uint8 if q8 else np.uint16
     one = np.float32(1.0)
@@ -343,8 +340,8 @@ def kernel_for(variant: LeanVariant):
         """Chunks ``first`` to ``last`` (excluded) of the chunk table."""
         assert len(formats) == 5  # the fingerprint, kept in the closure (see _FORMATS)
         assert element_code != 0  # kept in the closure (see CODE_FINGERPRINT)
-        lr, rho, one_minus_rho, eps = hyper[0], hyper[1], hyper[2], hyper[3]
-        wd, mu, lr_wd = hyper[4], hyper[5], hyper[6]
+        flags = Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction, eps_in_sqrt,
+                      momentum, lr_in_momentum, nesterov, False)
         v_new = np.empty(BLOCK, np.float32)
         vmax_new = np.empty(BLOCK, np.float32)
         gbar_new = np.empty(BLOCK, np.float32)
@@ -353,17 +350,18 @@ def kernel_for(variant: LeanVariant):
             t = chunk_tensor[c]
             numel = numels[t]
             nblocks = (numel + BLOCK - 1) // BLOCK
-            correction = corrections[t]
-            param = numba.carray(voidptr(addresses[_PARAM, t]), numel, p_raw)
-            grad = numba.carray(voidptr(addresses[_GRAD, t]), numel, p_raw)
-            v_codes = numba.carray(voidptr(addresses[_CODES, t]), numel, s_raw)
-            vmax_codes = numba.carray(voidptr(addresses[_CODES + 1, t]), numel, s_raw)
-            gbar_codes = numba.carray(voidptr(addresses[_CODES + 2, t]), numel, s_raw)
-            b_codes = numba.carray(voidptr(addresses[_CODES + 3, t]), numel, s_raw)
-            v_scale = numba.carray(voidptr(addresses[_SCALES, t]), nblocks, np.float32)
-            vmax_scale = numba.carray(voidptr(addresses[_SCALES + 1, t]), nblocks, np.float32)
-            gbar_scale = numba.carray(voidptr(addresses[_SCALES + 2, t]), nblocks, np.float32)
-            b_scale = numba.carray(voidptr(addresses[_SCALES + 3, t]), nblocks, np.float32)
+            h = Hyper(hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5], hyper[6],
+                      corrections[t], zero)
+            param = numba.carray(voidptr(addresses[PARAM, t]), numel, p_raw)
+            grad = numba.carray(voidptr(addresses[GRAD, t]), numel, p_raw)
+            v_codes = numba.carray(voidptr(addresses[CODES, t]), numel, s_raw)
+            vmax_codes = numba.carray(voidptr(addresses[CODES + 1, t]), numel, s_raw)
+            gbar_codes = numba.carray(voidptr(addresses[CODES + 2, t]), numel, s_raw)
+            b_codes = numba.carray(voidptr(addresses[CODES + 3, t]), numel, s_raw)
+            v_scale = numba.carray(voidptr(addresses[SCALES, t]), nblocks, np.float32)
+            vmax_scale = numba.carray(voidptr(addresses[SCALES + 1, t]), nblocks, np.float32)
+            gbar_scale = numba.carray(voidptr(addresses[SCALES + 2, t]), nblocks, np.float32)
+            b_scale = numba.carray(voidptr(addresses[SCALES + 3, t]), nblocks, np.float32)
             for blk in range(chunk_block[c], chunk_block[c] + chunk_count[c]):
                 lo = blk * BLOCK
                 n = min(BLOCK, numel - lo)
@@ -389,25 +387,10 @@ def kernel_for(variant: LeanVariant):
                     if centered:
                         v = v + gbar * gbar
                         vmax = vmax + gbar * gbar
-                    if p_bf16:
-                        theta, g = bf16_to_f32(block_param[i]), bf16_to_f32(block_grad[i])
-                    elif p_f16:
-                        theta, g = f16_to_f32(block_param[i]), f16_to_f32(block_grad[i])
-                    else:
-                        theta, g = block_param[i], block_grad[i]
+                    theta = widen(block_param[i], param_format)
                     decay, delta, v, vmax, gbar, b = rmsprop_element(
-                        theta, g, v, vmax, gbar, b,
-                        Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
-                        Flags(maximize, l2, decoupled, amsgrad, centered, bias_correction,
-                              eps_in_sqrt, momentum, lr_in_momentum, nesterov, False),
-                    )
-                    theta = (theta - decay) - delta
-                    if p_bf16:
-                        block_param[i] = f32_to_bf16(theta)
-                    elif p_f16:
-                        block_param[i] = f32_to_f16(theta)
-                    else:
-                        block_param[i] = theta
+                        theta, widen(block_grad[i], param_format), v, vmax, gbar, b, h, flags)
+                    block_param[i] = narrow((theta - decay) - delta, param_format)
                     if centered:
                         gbar_squared = gbar * gbar
                         w = v - gbar_squared
@@ -437,59 +420,22 @@ def kernel_for(variant: LeanVariant):
     return kernel
 
 
-def step_lean(
-    params: Sequence[Tensor],
-    grads: Sequence[Tensor],
-    stored: Sequence[dict[str, Any]],
-    spec: RMSpropSpec,
-    lr: float,
-    steps: Sequence[int],
-    salts: Sequence[int],
-    storage: str,
-    stochastic: bool = True,
-) -> None:
-    """One step of every parameter whose state is stored as ``storage`` ("8bit" or "bf16").
-
-    Args:
-        params, grads: real, contiguous CPU tensors of one dtype (float32, bfloat16, float16).
-        stored: per parameter, the state tensors by key: for "8bit" ``{key: (codes, scale)}``,
-            for "bf16" ``{key: bfloat16 tensor}``; the keys of ``state_keys(spec)``.
-        steps: t of each parameter (already counted for this step).
-        salts: a number per parameter (its index in the optimizer) for the random bits.
-        stochastic: stochastic rounding (the default) or to nearest (to measure the
-            difference: see ``benchmarks/state_8bit.py``).
-    """
-    if not params:
-        return
-    flags = flags_of(spec)
+@lean_step
+def step_lean(table: LeanTable) -> None:
+    """The numba kernel over ``table``: real, contiguous CPU tensors (see :func:`.table.lean_step`
+    for the arguments of the step function this is)."""
+    flags = table.flags
     variant = LeanVariant(flags.amsgrad, flags.centered, flags.momentum,
-                            flags.momentum and flags.lr_in_momentum,
-                            flags.momentum and flags.nesterov,
-                            _FORMAT_OF_DTYPE[params[0].dtype], storage, stochastic)
-    present = (True, flags.amsgrad, flags.centered, flags.momentum)
-    addresses = np.zeros((_SCALES + 4, len(params)), dtype=np.int64)
-    seeds = np.zeros((4, len(params)), dtype=np.uint32)
-    for t, (p, g, state) in enumerate(zip(params, grads, stored)):
-        addresses[_PARAM, t] = p.data_ptr()
-        addresses[_GRAD, t] = g.data_ptr()
-        for row, key in enumerate(STATE_KEYS):
-            if not present[row]:
-                continue
-            if storage == "8bit":
-                codes, scale = state[key]
-                addresses[_CODES + row, t] = codes.data_ptr()
-                addresses[_SCALES + row, t] = scale.data_ptr()
-            else:
-                addresses[_CODES + row, t] = state[key].data_ptr()
-        for row in range(4):
-            seeds[row, t] = seed_of(salts[t], steps[t], row)
-    numels = np.array([p.numel() for p in params], dtype=np.int64)
-    hyper, corrections = scalars_of(spec, lr, steps, len(params), np.float32)
+                          flags.momentum and flags.lr_in_momentum,
+                          flags.momentum and flags.nesterov,
+                          _FORMAT_OF_DTYPE[table.param_dtype], table.storage, table.stochastic)
+    numels = table.numels
     blocks = (numels + BLOCK - 1) // BLOCK
     chunk_tensor, chunk_block, chunk_count = chunk_table(blocks, CHUNK_BLOCKS)
     chunk_elements = np.minimum(chunk_count * BLOCK, numels[chunk_tensor] - chunk_block * BLOCK)
     run_on_threads(
         kernel_for(variant), chunk_elements,
-        addresses, numels, chunk_tensor, chunk_block, chunk_count, hyper, corrections, seeds,
-        flags.maximize, flags.l2, flags.decoupled, flags.bias_correction, flags.eps_in_sqrt,
+        table.addresses, numels, chunk_tensor, chunk_block, chunk_count, table.hyper,
+        table.corrections, table.seeds, flags.maximize, flags.l2, flags.decoupled,
+        flags.bias_correction, flags.eps_in_sqrt,
     )

@@ -35,7 +35,7 @@ a lean step runs on the GPU (or under the interpreter).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,11 +43,11 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ...element import Flags, Hyper
-from ...spec import RMSpropSpec
-from .codes import BLOCK, SIGNED, STATE_KEYS, UNSIGNED, CodeFormat, seed_of
-from ..kernels.flat import chunk_table, flags_of, scalars_of
-from ..kernels.triton_kernel import rmsprop_element
+from ...element import Flags
+from .codes import BLOCK, SIGNED, UNSIGNED, CodeFormat
+from .table import CODES, GRAD, PARAM, SCALES, LeanTable, lean_step
+from ..kernels.flat import chunk_table
+from ..kernels.triton_kernel import load, load_hyper, rmsprop_element, store
 
 __all__ = ["ROWS", "hash32", "step_lean_triton"]
 
@@ -65,13 +65,11 @@ _NAN_BITS: tl.constexpr = tl.constexpr(0x7FC00000)  # numpy's (and numba's) floa
 _FLOAT32_MAX: tl.constexpr = tl.constexpr(float(np.finfo(np.float32).max))
 
 _PARAM_TYPE = {torch.float32: tl.float32, torch.bfloat16: tl.uint16, torch.float16: tl.float16}
-# Rows of the address table, as kernel_cpu's: param, grad, then codes (or bfloat16 bits)
-# and scales per state key in the order of STATE_KEYS.
-_PARAM: tl.constexpr = tl.constexpr(0)
-_GRAD: tl.constexpr = tl.constexpr(1)
-_CODES: tl.constexpr = tl.constexpr(2)
-_SCALES: tl.constexpr = tl.constexpr(6)
-_ROWS_OF_TABLE = 10
+# Rows of the address table (:mod:`.table`), as constants of the kernels.
+_PARAM: tl.constexpr = tl.constexpr(PARAM)
+_GRAD: tl.constexpr = tl.constexpr(GRAD)
+_CODES: tl.constexpr = tl.constexpr(CODES)
+_SCALES: tl.constexpr = tl.constexpr(SCALES)
 
 
 def _format_constants(fmt: CodeFormat) -> dict[str, Any]:
@@ -194,8 +192,7 @@ def _load_state(addresses, n_tensors, t, row: tl.constexpr, offsets, mask, block
         return _decode(code, scale[:, None], SIGNED, M, NORMAL_BITS, SMALLEST)
     else:
         bits = tl.load(addresses + (_CODES + row) * n_tensors + t).to(tl.pointer_type(tl.uint16))
-        raw = tl.load(bits + offsets, mask=mask, other=0)
-        return (raw.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+        return load(bits, offsets, mask, True, tl.float32)
 
 
 @triton.jit
@@ -240,26 +237,9 @@ def _lowbit_kernel(
     offsets = blocks[:, None] * QBLOCK + tl.arange(0, QBLOCK)[None, :]
     mask = offsets < numel
     row_mask = blocks * QBLOCK < numel
-    lr = tl.load(hyper + 0)
-    rho = tl.load(hyper + 1)
-    one_minus_rho = tl.load(hyper + 2)
-    eps = tl.load(hyper + 3)
-    wd = tl.load(hyper + 4)
-    mu = tl.load(hyper + 5)
-    lr_wd = tl.load(hyper + 6)
-    zero = tl.load(hyper + 7)
-    correction = tl.load(corrections + t)
-
     param = tl.load(addresses + _PARAM * n_tensors + t).to(tl.pointer_type(PARAM_TYPE))
     grad = tl.load(addresses + _GRAD * n_tensors + t).to(tl.pointer_type(PARAM_TYPE))
-    raw_theta = tl.load(param + offsets, mask=mask, other=0)
-    raw_g = tl.load(grad + offsets, mask=mask, other=0)
-    if PARAM_BF16:
-        theta = (raw_theta.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-        g = (raw_g.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    else:
-        theta = raw_theta.to(tl.float32)
-        g = raw_g.to(tl.float32)
+    theta = load(param, offsets, mask, PARAM_BF16, tl.float32)
 
     v = _load_state(addresses, n_tensors, t, 0, offsets, mask, blocks, row_mask, Q8, False,
                     U_M, U_NORMAL_BITS, U_SMALLEST)
@@ -281,19 +261,12 @@ def _lowbit_kernel(
                         S_M, S_NORMAL_BITS, S_SMALLEST)
 
     decay, delta, v, vmax, gbar, b = rmsprop_element(
-        theta, g, v, vmax, gbar, b,
-        Hyper(lr, rho, one_minus_rho, eps, wd, mu, lr_wd, correction, zero),
+        theta, load(grad, offsets, mask, PARAM_BF16, tl.float32), v, vmax, gbar, b,
+        load_hyper(hyper, tl.load(corrections + t)),
         Flags(MAXIMIZE, L2, DECOUPLED, AMSGRAD, CENTERED, BIAS_CORRECTION, EPS_IN_SQRT,
-              MOMENTUM, LR_IN_MOMENTUM, NESTEROV, False),
+              MOMENTUM, LR_IN_MOMENTUM, NESTEROV, False),  # in the call: a variable loses constexpr
     )
-    theta = (theta - decay) - delta
-    if PARAM_BF16:
-        bits = theta.to(tl.uint32, bitcast=True)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-        tl.store(param + offsets, tl.where(theta != theta, 0x7FC0, rounded).to(tl.uint16),
-                 mask=mask)
-    else:
-        tl.store(param + offsets, theta.to(PARAM_TYPE), mask=mask)
+    store(param, offsets, mask, (theta - decay) - delta, PARAM_BF16, PARAM_TYPE)
 
     if CENTERED:
         gbar_squared = gbar * gbar
@@ -315,74 +288,34 @@ def _lowbit_kernel(
                      b, Q8, STOCHASTIC, True, S_TOP, S_SMALLEST, S_OFFSET, S_M, S_MAX)
 
 
-def step_lean_triton(
-    params: Sequence[Tensor],
-    grads: Sequence[Tensor],
-    stored: Sequence[dict[str, Any]],
-    spec: RMSpropSpec,
-    lr: float,
-    steps: Sequence[int],
-    salts: Sequence[int],
-    storage: str,
-    stochastic: bool = True,
-) -> None:
-    """One step of every parameter whose state is stored as ``storage`` ("8bit" or "bf16"),
-    in one launch: the arguments and the results of :func:`.kernel_cpu.step_lean`, for
-    tensors on one CUDA device (or on the CPU under ``TRITON_INTERPRET=1``).
-
-    Args:
-        params, grads: real, contiguous tensors of one dtype (float32, bfloat16, float16).
-        stored: per parameter, the state tensors by key: for "8bit" ``{key: (codes, scale)}``,
-            for "bf16" ``{key: bfloat16 tensor}``; the keys of ``state_keys(spec)``.
-        steps: t of each parameter (already counted for this step).
-        salts: a number per parameter (its index in the optimizer) for the random bits.
-        stochastic: stochastic rounding (the default) or to nearest.
-    """
-    if not params:
-        return
-    if storage not in ("8bit", "bf16"):
-        raise ValueError(f"storage must be '8bit' or 'bf16', got {storage!r}")
-    flags = flags_of(spec)
-    present = (True, flags.amsgrad, flags.centered, flags.momentum)
-    n = len(params)
-    addresses = np.zeros((_ROWS_OF_TABLE, n), dtype=np.int64)
-    seeds = np.zeros((4, n), dtype=np.int64)  # uint32 values; the kernel truncates
-    for t, (p, g, state) in enumerate(zip(params, grads, stored)):
-        addresses[_PARAM.value, t] = p.data_ptr()
-        addresses[_GRAD.value, t] = g.data_ptr()
-        for row, key in enumerate(STATE_KEYS):
-            if not present[row]:
-                continue
-            if storage == "8bit":
-                codes, scale = state[key]
-                addresses[_CODES.value + row, t] = codes.data_ptr()
-                addresses[_SCALES.value + row, t] = scale.data_ptr()
-            else:
-                addresses[_CODES.value + row, t] = state[key].data_ptr()
-            seeds[row, t] = seed_of(salts[t], steps[t], row)
-    numels = np.array([p.numel() for p in params], dtype=np.int64)
-    hyper, corrections = scalars_of(spec, lr, steps, n, np.dtype(np.float32))
-    blocks = (numels + BLOCK - 1) // BLOCK
+@lean_step
+def step_lean_triton(table: LeanTable) -> None:
+    """The Triton kernel over ``table``, in one launch: tensors on one CUDA device (or on the
+    CPU under ``TRITON_INTERPRET=1``), the arguments and the results of
+    :func:`.kernel_cpu.step_lean` (see :func:`.table.lean_step`)."""
+    flags = table.flags
+    blocks = (table.numels + BLOCK - 1) // BLOCK
     program_tensor, program_block, _ = chunk_table(blocks, ROWS)
     if program_tensor.size == 0:
         return
-    device = params[0].device
+    device = table.device
 
     def on_device(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array).to(device, non_blocking=True)
 
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         _lowbit_kernel[(program_tensor.size,)](
-            on_device(addresses), n, on_device(numels), on_device(program_tensor),
-            on_device(program_block), on_device(corrections), on_device(hyper),
-            on_device(seeds),
+            on_device(table.addresses), table.numels.size, on_device(table.numels),
+            on_device(program_tensor), on_device(program_block), on_device(table.corrections),
+            on_device(table.hyper), on_device(table.seeds.astype(np.int64)),
             MAXIMIZE=flags.maximize, L2=flags.l2, DECOUPLED=flags.decoupled,
             AMSGRAD=flags.amsgrad, CENTERED=flags.centered,
             BIAS_CORRECTION=flags.bias_correction, EPS_IN_SQRT=flags.eps_in_sqrt,
             MOMENTUM=flags.momentum, LR_IN_MOMENTUM=flags.momentum and flags.lr_in_momentum,
             NESTEROV=flags.momentum and flags.nesterov,
-            PARAM_TYPE=_PARAM_TYPE[params[0].dtype], PARAM_BF16=params[0].dtype == torch.bfloat16,
-            Q8=storage == "8bit", STOCHASTIC=stochastic, ROWS_PER_PROGRAM=ROWS, QBLOCK=BLOCK,
-            **_FORMATS,
+            PARAM_TYPE=_PARAM_TYPE[table.param_dtype],
+            PARAM_BF16=table.param_dtype == torch.bfloat16,
+            Q8=table.storage == "8bit", STOCHASTIC=table.stochastic, ROWS_PER_PROGRAM=ROWS,
+            QBLOCK=BLOCK, **_FORMATS,
             enable_fp_fusion=False,  # no FMA contraction: round as the CPU kernel does
         )

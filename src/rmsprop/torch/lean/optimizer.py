@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import torch
 from torch import Tensor
@@ -158,7 +158,7 @@ def step(
         torch._foreach_add_([s["step"] for s in states], 1.0)
         reals = [real_view(p) for p in batch]
         work = [x if x.is_contiguous() else x.contiguous() for x in reals]
-        grads = [real_view(p.grad).contiguous() for p in batch]
+        grads = [real_view(cast(Tensor, p.grad)).contiguous() for p in batch]  # all have one
         names = dict(zip(keys, lean_keys(keys, spec.centered)))
         if storage == "8bit":
             stored = [{k: (s[n + CODES_SUFFIX], s[n + SCALE_SUFFIX]) for k, n in names.items()}

@@ -342,8 +342,8 @@ def create(state: dict[str, Any], p: Tensor, keys: Iterable[str], v0: float, sto
         elif storage == "bf16":
             state[name] = torch.full(real.shape, fill, dtype=torch.bfloat16, device=p.device)
         else:
-            fill = complex(fill, fill) if p.is_complex() else fill  # as view_as_real
-            state[name] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+            value = complex(fill, fill) if p.is_complex() else fill  # as view_as_real
+            state[name] = torch.full_like(p, value, memory_format=torch.preserve_format)
 
 
 def _stored_float32(state: Mapping[str, Any], name: str) -> Tensor:
