@@ -81,6 +81,7 @@ def check_params(group: dict[str, Any], precision: str) -> None:
     (a supported dtype; CPU tensors and numba for the fused kernel, CUDA tensors and Triton
     for the Triton kernel)."""
     impl = group.get("impl", "auto")
+    by_kernel: dict[str, list[Tensor]] = {}
     for p in group["params"]:
         if not isinstance(p, Tensor):
             continue  # a loaded group's parameter ids
@@ -94,7 +95,10 @@ def check_params(group: dict[str, Any], precision: str) -> None:
                 f"state_precision={precision!r} supports float32, bfloat16, float16 and "
                 f"complex64 parameters, got {p.dtype}"
             )
-        why = unsupported(kernel_of(impl, p), [p])  # device, or the package missing
+        by_kernel.setdefault(kernel_of(impl, p), []).append(p)
+    # one call per kernel, not per parameter: this runs at every step
+    for kernel, params in by_kernel.items():
+        why = unsupported(kernel, params)  # device, or the package missing
         if why:
             raise ValueError(f"state_precision={precision!r}: {why}")
 
