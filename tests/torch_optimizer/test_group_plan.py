@@ -82,6 +82,16 @@ def assert_same(opt, params, per_call):
         assert torch.equal(state["step"], per_call.steps[i]), (i, "step")
 
 
+def step_both(opt, params, per_call, grads):
+    """One step of ``opt`` (gradients ``grads``, fresh tensors) and of the per-call
+    reference; then the same numbers in both."""
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    opt.step()
+    per_call.step(grads)
+    assert_same(opt, params, per_call)
+
+
 @pytest.mark.parametrize("options", OPTIONS, ids=str)
 def test_one_plan_serves_every_step_with_the_per_call_numbers(options, builds):
     params = make_params()
@@ -90,11 +100,7 @@ def test_one_plan_serves_every_step_with_the_per_call_numbers(options, builds):
     for step in range(6):
         grads = grads_for(params, step)
         opt.zero_grad()  # set_to_none: new gradient tensors at every step
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        opt.step()
-        per_call.step(grads)
-        assert_same(opt, params, per_call)
+        step_both(opt, params, per_call, grads)
     assert builds["n"] == 1
 
 
@@ -239,12 +245,7 @@ def test_a_group_of_several_dtypes_is_planned_with_the_per_call_numbers(builds):
             for key in per_call.state:
                 per_call.state[key][i] = per_call.state[key][i].float()
     for step in range(4):
-        grads = grads_for(params, step)
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        opt.step()
-        per_call.step(grads)
-        assert_same(opt, params, per_call)
+        step_both(opt, params, per_call, grads_for(params, step))
     assert builds["n"] == 1
 
 

@@ -31,6 +31,10 @@ warm-up), the median time of ``optimizer.step()`` for:
   machine; each contender's ``of streams`` is its time over the contender's (100 % = as fast
   as moving the bytes can be).
 
+Every contender works on arrays of its own, the ceilings too: the rotation keeps the
+contenders' order, so one sharing arrays with the contender timed just before it would find
+them still in cache (32 MiB of L3 holds most of a 2M-parameter step's streams).
+
 It prints ms per step, GB/s at the minimal byte count, the speed-up over torch's best eager
 path in the same run (the faster of loop and foreach), and the fraction of the best measured
 bandwidth; the figures that matter are printed last: the default's speed and the fastest
@@ -53,6 +57,7 @@ Run: ``python -m rmsprop.benchmark.step_time`` (or ``rmsprop bench``, or
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -222,19 +227,25 @@ def _our_contenders(shapes, options, dtype, device, bytes_for) -> list[Contender
 
 
 def _bandwidth_contenders(numel: int, device: str) -> list[Contender]:
-    a, b, c = (torch.rand(numel, device=device) for _ in range(3))
+    """Each on arrays of its own, as every contender: arrays shared with the contender timed
+    just before would still be in cache (the rotation keeps the contenders' order)."""
+    def arrays(k: int) -> list[torch.Tensor]:
+        return [torch.rand(numel, device=device) for _ in range(k)]
+
+    a, b, c = arrays(3)
     out = [Contender("triad-torch", "bandwidth", lambda: torch.add(b, c, alpha=2.0, out=a),
                      12 * numel, "a = b + s*c, 3 arrays", [a, b, c])]
     if device == "cpu" and importlib.util.find_spec("numba") is not None:
         from ._triad import triad
 
-        an, bn, cn = a.numpy(), b.numpy(), c.numpy()
+        an, bn, cn = (x.numpy() for x in arrays(3))
         triad(an, bn, cn, 2.0)  # compile (or load from cache) outside the timing
         out.append(Contender("triad-numba", "bandwidth", lambda: triad(an, bn, cn, 2.0),
-                             12 * numel, "a = b + s*c, 3 arrays", [a, b, c]))
+                             12 * numel, "a = b + s*c, 3 arrays", [an, bn, cn]))
     if device == "cuda":
-        out.append(Contender("copy", "bandwidth", lambda: a.copy_(b), 8 * numel,
-                             "device-to-device copy, 2 arrays", [a, b]))
+        x, y = arrays(2)
+        out.append(Contender("copy", "bandwidth", lambda: x.copy_(y), 8 * numel,
+                             "device-to-device copy, 2 arrays", [x, y]))
     return out
 
 
@@ -248,16 +259,19 @@ def _streams_contenders(numel: int, options: dict[str, Any], dtype: torch.dtype,
     from ._streams import move_streams
 
     k = state_count(options)
-    arrays = [torch.rand(numel, dtype=dtype).numpy() for _ in range(2 + k)]
-    theta, g, states = arrays[0], arrays[1], arrays[2:]
-    move_streams(theta, g, states)  # compile (or load from cache) outside the timing
     bytes_ = minimal_bytes(numel, options, dtype, dtype)
     note = f"the step's {3 + 2 * k} streams, no arithmetic"
-    return [Contender("streams-numba", "ceiling", lambda: move_streams(theta, g, states),
-                      bytes_, note, [arrays]),
-            Contender("streams-numba-1thread", "ceiling",
-                      lambda: move_streams(theta, g, states, threads=1), bytes_,
-                      note + ", one thread", [arrays])]
+    out = []
+    for name, threads, suffix in (("streams-numba", None, ""),
+                                  ("streams-numba-1thread", 1, ", one thread")):
+        # arrays of its own (see _bandwidth_contenders)
+        arrays = [torch.rand(numel, dtype=dtype).numpy() for _ in range(2 + k)]
+        theta, g, states = arrays[0], arrays[1], arrays[2:]
+        move_streams(theta, g, states)  # compile (or load from cache) outside the timing
+        out.append(Contender(
+            name, "ceiling", functools.partial(move_streams, theta, g, states, threads=threads),
+            bytes_, note + suffix, [arrays]))
+    return out
 
 
 def measure(contenders: Sequence[Contender], warmup: int, repeats: int, device: str
