@@ -7,9 +7,6 @@ The interpreter is slow (tens of milliseconds per program): small tensors, few e
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +15,7 @@ from hypothesis import strategies as st
 
 from fused_common import SPECS_ONE_V0, ALL_SPECS, random_params, run_and_check
 from option_matrix import numbered
+from triton_common import interpreted_triton_kernel
 from rmsprop.spec import RMSpropSpec
 
 pytest.importorskip("triton")
@@ -25,17 +23,7 @@ pytest.importorskip("triton")
 
 @pytest.fixture(autouse=True, scope="module")
 def triton_interpreter():
-    previous = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    from rmsprop.torch.kernels import triton_kernel
-
-    if type(triton_kernel._rmsprop_kernel).__name__ != "InterpretedFunction":
-        importlib.reload(triton_kernel)
-    yield triton_kernel
-    if previous is None:
-        del os.environ["TRITON_INTERPRET"]
-    else:
-        os.environ["TRITON_INTERPRET"] = previous
+    yield from interpreted_triton_kernel()
 
 
 @pytest.mark.slow

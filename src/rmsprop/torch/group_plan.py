@@ -1,8 +1,9 @@
 """A param group's step planned once: what ``RMSprop.step`` would gather tensor by tensor.
 
-An ordinary step of a fused group looks at every parameter in Python: is its gradient set,
-sparse, on which device, of which dtype; which implementation runs it; its state, created if
-missing; the kernel's address table; the step counters counted up one 0-d tensor at a time.
+An ordinary step of a fused group (``impl="fused"`` or ``"triton"``) looks at every
+parameter in Python: is its gradient set, sparse, on which device, of which dtype; which
+implementation runs it; its state, created if missing; the kernel's address table; the step
+counters counted up one 0-d tensor at a time.
 On a model of many small tensors (2000 x 1k) that costs ten times the kernel. A
 :class:`GroupPlan` keeps the answers while they hold:
 

@@ -78,6 +78,16 @@ def fused_planned(plan: KernelPlan, spec: RMSpropSpec, lr: float,
 
 
 @torch._disable_dynamo
+def triton_planned(plan: KernelPlan, spec: RMSpropSpec, lr: float,
+                   steps: Sequence[float] | None) -> None:
+    """``triton`` on the tables of a :class:`.plan.KernelPlan` built once and kept on the
+    device."""
+    from .triton_kernel import run_plan
+
+    run_plan(plan, spec, lr, steps)
+
+
+@torch._disable_dynamo
 def fused_grads_finite(plan: KernelPlan) -> bool:
     """Whether this step's gradients in a :class:`.plan.KernelPlan` are all finite (numba)."""
     from .fused_cpu import grads_finite
@@ -89,5 +99,5 @@ PLANNED_FINITE: dict[str, Callable[[KernelPlan], bool]] = {"fused": fused_grads_
 """The finiteness checks that read a :class:`.plan.KernelPlan`'s gradient row."""
 
 PLANNED: dict[str, Callable[[KernelPlan, RMSpropSpec, float, Sequence[float] | None], None]] = {
-    "fused": fused_planned}
+    "fused": fused_planned, "triton": triton_planned}
 """The implementations that run on a :class:`.plan.KernelPlan` (the others run per call)."""

@@ -6,7 +6,8 @@ many small tensors costs more than the kernel. A :class:`KernelPlan` holds the s
 tensors that do not move between steps (a group's parameters and state); only the gradients'
 addresses change from step to step (``zero_grad(set_to_none=True)`` gives new gradients), and
 they are written into the table's gradient row by :meth:`KernelPlan.set_grads`, one NumPy
-assignment. No numba or Triton here: the kernels read the tables (:func:`.fused_cpu.run_plan`).
+assignment. No numba or Triton here: the kernels read the tables (:func:`.fused_cpu.run_plan`,
+:func:`.triton_kernel.run_plan`).
 
 A plan is built only for tensors a flat walk follows as they are (contiguous, real, plain
 tensors: no complex views, no DTensors, no copies to write back); the caller keeps the
@@ -15,8 +16,8 @@ per-call path for the others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +54,9 @@ class StorageGroup:
     chunk_tensor: np.ndarray
     chunk_start: np.ndarray
     chunk_length: np.ndarray
+    device_tables: dict[str, Any] = field(default_factory=dict)
+    """A kernel's own copies of these tables, kept between steps (the Triton kernel's, on
+    the device: see :func:`.triton_kernel.run_plan`)."""
 
 
 @dataclass
@@ -115,12 +119,15 @@ class KernelPlan:
 
 def plannable(t: TensorLists) -> bool:
     """Whether :class:`KernelPlan` can hold ``t``: every tensor contiguous, real, a plain
-    tensor, and each (param dtype, state dtype) pair one the kernels store."""
+    tensor, all on one device, and each (param dtype, state dtype) pair one the kernels
+    store."""
     dtensor = dtensor_type()
     tensors = [x for row in (t.params, t.grads, t.square_avgs, t.max_square_avgs, t.grad_avgs,
                              t.momentum_buffers) for x in row]
     if any(x.is_complex() or not x.is_contiguous() or x.is_sparse
            or (dtensor is not None and isinstance(x, dtensor)) for x in tensors):
+        return False
+    if len({(x.is_cpu, x.get_device()) for x in tensors}) > 1:
         return False
     return all(v.dtype in STATE_DTYPES.get(p.dtype, ())
                for p, v in zip(t.params, t.square_avgs))

@@ -20,7 +20,7 @@ how the tests check it without a GPU. Triton is imported with this module, which
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -30,11 +30,13 @@ import triton.language as tl
 from ...element import Flags, Hyper, bind
 from ...spec import RMSpropSpec
 from .flat import (
-    FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
+    FORMAT, GRAD, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
 )
+from .plan import KernelPlan, StorageGroup
 from .tensors import TensorLists, as_real
 
-__all__ = ["BLOCK", "load", "load_hyper", "rmsprop_element", "store", "triton_step"]
+__all__ = ["BLOCK", "load", "load_hyper", "rmsprop_element", "run_plan", "store",
+           "triton_step"]
 
 BLOCK = 2048
 """Elements per program."""
@@ -177,31 +179,94 @@ def triton_step(
         block_tensor, block_start, _ = chunk_table(table.sizes, BLOCK)
         if block_tensor.size == 0:
             continue
-        f64 = state_dtype == torch.float64
+        param_format, state_format = FORMAT[param_dtype], FORMAT[state_dtype]
         hyper, corrections = scalars_of(
-            spec, lr, group_steps, len(group.params), np.float64 if f64 else np.float32
-        )
+            spec, lr, group_steps, len(group.params), _compute(state_format))
 
         def on_device(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(array).to(device, non_blocking=True)
 
-        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-            _rmsprop_kernel[(block_tensor.size,)](
+        _launch(device, flags, param_format, state_format, block_tensor.size,
                 on_device(table.addresses), len(group.params), on_device(table.sizes),
                 on_device(block_tensor), on_device(block_start), on_device(corrections),
-                on_device(hyper),
-                MAXIMIZE=flags.maximize, L2=flags.l2, DECOUPLED=flags.decoupled,
-                AMSGRAD=flags.amsgrad, CENTERED=flags.centered,
-                BIAS_CORRECTION=flags.bias_correction, EPS_IN_SQRT=flags.eps_in_sqrt,
-                MOMENTUM=flags.momentum, LR_IN_MOMENTUM=flags.lr_in_momentum,
-                NESTEROV=flags.nesterov,
-                PARAM_TYPE=_STORAGE_TYPE[FORMAT[param_dtype]],
-                STATE_TYPE=_STORAGE_TYPE[FORMAT[state_dtype]],
-                PARAM_BF16=param_dtype == torch.bfloat16,
-                STATE_BF16=state_dtype == torch.bfloat16,
-                F64=f64,
-                COMPUTE=tl.float64 if f64 else tl.float32,
-                BLOCK_SIZE=BLOCK,
-                enable_fp_fusion=False,  # no FMA contraction: round as update.py does
-            )
+                on_device(hyper))
         table.finish()
+
+
+def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
+             steps: Sequence[float] | None) -> None:
+    """One step of the tensors of ``plan`` (its gradient row set for this step): the launch
+    of :func:`triton_step` on tables built once and kept on the device, the address table
+    uploaded again only when the gradients' addresses changed; ``steps`` (the new t of each
+    tensor, in the plan's order) only with bias correction."""
+    flags = plan.flags
+    device = plan.params[0].device
+    for group in plan.groups:
+        tables = _tables_on(device, group)
+        if tables["blocks"] == 0:
+            continue
+        group_steps = None
+        if steps is not None:
+            group_steps = (steps if group.index.size == len(steps)
+                           else [steps[i] for i in group.index.tolist()])
+        hyper, corrections = scalars_of(spec, lr, group_steps, group.index.size,
+                                        _compute(group.state_format))
+        _launch(device, flags, group.param_format, group.state_format, tables["blocks"],
+                tables["addresses"], group.index.size, tables["sizes"],
+                tables["block_tensor"], tables["block_start"],
+                torch.from_numpy(corrections).to(device, non_blocking=True),
+                torch.from_numpy(hyper).to(device, non_blocking=True))
+    plan.finish()
+
+
+def _tables_on(device: torch.device, group: StorageGroup) -> dict[str, Any]:
+    """``group``'s tables on ``device``: built at the first step, kept in the group; the
+    address table copied again when its gradient row changed (``set_grads``)."""
+    kept = group.device_tables
+    grads = group.addresses[GRAD]
+    if not kept:
+        block_tensor, block_start, _ = chunk_table(group.sizes, BLOCK)
+        kept.update(blocks=block_tensor.size, sizes=_copy_to(device, group.sizes),
+                    block_tensor=_copy_to(device, block_tensor),
+                    block_start=_copy_to(device, block_start))
+    elif np.array_equal(kept["grads"], grads):
+        return kept
+    kept["addresses"] = _copy_to(device, group.addresses)
+    kept["grads"] = grads.copy()
+    return kept
+
+
+def _copy_to(device: torch.device, array: np.ndarray) -> torch.Tensor:
+    """A copy of ``array`` on ``device`` that owns its memory (the array changes later)."""
+    return torch.tensor(array, device=device)
+
+
+def _compute(state_format: str) -> type:
+    """The compute dtype of a state format (float64 state: float64; else float32)."""
+    return np.float64 if state_format == "f64" else np.float32
+
+
+def _launch(device: torch.device, flags: Flags, param_format: str, state_format: str,
+            blocks: int, addresses: torch.Tensor, n: int, sizes: torch.Tensor,
+            block_tensor: torch.Tensor, block_start: torch.Tensor, corrections: torch.Tensor,
+            hyper: torch.Tensor) -> None:
+    """One launch of :func:`_rmsprop_kernel` over ``blocks`` blocks (the tables on
+    ``device``)."""
+    f64 = state_format == "f64"
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        _rmsprop_kernel[(blocks,)](
+            addresses, n, sizes, block_tensor, block_start, corrections, hyper,
+            MAXIMIZE=flags.maximize, L2=flags.l2, DECOUPLED=flags.decoupled,
+            AMSGRAD=flags.amsgrad, CENTERED=flags.centered,
+            BIAS_CORRECTION=flags.bias_correction, EPS_IN_SQRT=flags.eps_in_sqrt,
+            MOMENTUM=flags.momentum, LR_IN_MOMENTUM=flags.lr_in_momentum,
+            NESTEROV=flags.nesterov,
+            PARAM_TYPE=_STORAGE_TYPE[param_format],
+            STATE_TYPE=_STORAGE_TYPE[state_format],
+            PARAM_BF16=param_format == "bf16",
+            STATE_BF16=state_format == "bf16",
+            F64=f64,
+            COMPUTE=tl.float64 if f64 else tl.float32,
+            BLOCK_SIZE=BLOCK,
+            enable_fp_fusion=False,  # no FMA contraction: round as update.py does
+        )
