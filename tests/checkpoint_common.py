@@ -94,7 +94,17 @@ def snapshot(optimizer: Any, model: torch.nn.Module | None) -> dict[str, Any]:
     return {"state": state, "groups": groups, "model": model_state}
 
 
-def assert_unchanged(before: dict[str, Any], optimizer: Any, model: torch.nn.Module | None) -> None:
+def same_bits(x: torch.Tensor, y: torch.Tensor, equal_nan: bool = False) -> bool:
+    """``torch.equal``, or with ``equal_nan`` also NaN where the other has NaN."""
+    if torch.equal(x, y):
+        return True
+    if not equal_nan or x.shape != y.shape or x.dtype != y.dtype:
+        return False
+    return torch.equal(x.isnan(), y.isnan()) and torch.equal(x.nan_to_num(0), y.nan_to_num(0))
+
+
+def assert_unchanged(before: dict[str, Any], optimizer: Any, model: torch.nn.Module | None,
+                     equal_nan: bool = False) -> None:
     after = snapshot(optimizer, model)
     assert after["groups"] == before["groups"]
     assert sorted(after["state"]) == sorted(before["state"])
@@ -102,10 +112,11 @@ def assert_unchanged(before: dict[str, Any], optimizer: Any, model: torch.nn.Mod
         assert sorted(after["state"][index]) == sorted(entries)
         for key, value in entries.items():
             other = after["state"][index][key]
-            assert torch.equal(other, value) if torch.is_tensor(value) else other == value
+            assert (same_bits(other, value, equal_nan) if torch.is_tensor(value)
+                    else other == value)
     assert sorted(after["model"]) == sorted(before["model"])
     for key, value in before["model"].items():
-        assert torch.equal(after["model"][key], value), key
+        assert same_bits(after["model"][key], value, equal_nan), key
 
 
 def assert_same_run(a: tuple[torch.nn.Module, Any], b: tuple[torch.nn.Module, Any]) -> None:

@@ -10,9 +10,10 @@ points an entry at another tensor, and truncates or extends the file. The loads 
 - either the load is refused with a ``CheckpointError`` subclass (never ``TypeError``,
   ``ValueError``, ``OverflowError``, ``RecursionError``, ...) and the optimizer and model are
   bitwise what they were;
-- or it loads, and the next step is finite and bit-identical to the step after loading the
-  unmutated file (with the learning rate the file gave, which a load takes unchecked as
-  ``load_state_dict`` does).
+- or it loads, and the next step is bit-identical to the step after loading the unmutated
+  file with the values a load takes unchecked as ``load_state_dict`` does (the learning rate
+  the file gave): the same error if that step raises, NaN where it gives NaN. (A learning rate
+  of 1e308 is such a value: it overflows float32, in torch's step too.)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from checkpoint_common import (  # noqa: F401 (one_thread: an autouse fixture)
     assert_unchanged,
     make_model,
     one_thread,
+    same_bits,
     snapshot,
     train,
 )
@@ -202,10 +204,11 @@ def _mutated_file(path: Path, clean: dict[str, Any], chosen: list[tuple]) -> Non
     path.write_bytes(blob)
 
 
-def _assert_same(a: tuple[torch.nn.Module, RMSprop], b: tuple[torch.nn.Module, RMSprop]) -> None:
+def _assert_same(a: tuple[torch.nn.Module, RMSprop], b: tuple[torch.nn.Module, RMSprop],
+                 equal_nan: bool = False) -> None:
     for (name, x), y in zip(a[0].state_dict().items(), b[0].state_dict().values()):
-        assert torch.equal(x, y), name
-    assert_unchanged(snapshot(a[1], None), b[1], None)
+        assert same_bits(x, y, equal_nan), name
+    assert_unchanged(snapshot(a[1], None), b[1], None, equal_nan)
 
 
 @settings(max_examples=int(os.environ.get("RMSPROP_FUZZ_EXAMPLES", 120)), deadline=None,
@@ -214,7 +217,20 @@ def _assert_same(a: tuple[torch.nn.Module, RMSprop], b: tuple[torch.nn.Module, R
 def test_a_mutated_checkpoint_loads_as_the_clean_one_or_is_refused(
     clean, tmp_path, data
 ) -> None:
-    chosen = data.draw(mutations(clean))
+    event(_check_mutated(clean, tmp_path, data.draw(mutations(clean))))
+
+
+@pytest.mark.parametrize("lr", [1e308, 1e30, 0.0])
+def test_a_learning_rate_from_the_file_steps_as_with_the_clean_file(clean, tmp_path, lr):
+    """The learning rate is taken from the file unchecked: the step is the clean file's with
+    that rate (1e308 overflows float32: the same error, or the same NaN and inf, as there)."""
+    lr_path = ("optimizer", "param_groups", 0, "lr", "value")
+    assert _check_mutated(clean, tmp_path, [("replace", lr_path, lr, "01", 64)]) == "loaded"
+
+
+def _check_mutated(clean: dict[str, Any], tmp_path: Path, chosen: list[tuple]) -> str:
+    """The property of the module docstring for one list of mutations; returns what
+    happened ("loaded", or "refused: " and the error's type)."""
     path = tmp_path / "mutated.ckpt"
     _mutated_file(path, clean, chosen)
     model, optimizer = _build(clean["state"], 10, 2)  # other weights and state: a load must replace them all
@@ -222,10 +238,8 @@ def test_a_mutated_checkpoint_loads_as_the_clean_one_or_is_refused(
     try:
         ckpt.load(path, optimizer, model)
     except ckpt.CheckpointError as error:
-        event(f"refused: {type(error).__name__}")
         assert_unchanged(before, optimizer, model)
-        return
-    event("loaded")
+        return f"refused: {type(error).__name__}"
     reference = _build(clean["state"], 10, 2)
     (path.parent / "clean.ckpt").write_bytes(clean["bytes"])
     ckpt.load(path.parent / "clean.ckpt", reference[1], reference[0])
@@ -233,10 +247,18 @@ def test_a_mutated_checkpoint_loads_as_the_clean_one_or_is_refused(
         for key in UNCHECKED_KEYS:  # taken from the file unchecked, as load_state_dict does
             if key in loaded and key != "params":
                 group[key] = loaded[key]
-    _step(model, optimizer)
-    _step(*reference)
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    _assert_same(reference, (model, optimizer))
+    assert _step_error(model, optimizer) == _step_error(*reference)
+    _assert_same(reference, (model, optimizer), equal_nan=True)
+    return "loaded"
+
+
+def _step_error(model: torch.nn.Module, optimizer: RMSprop) -> str | None:
+    """The type of the error a step raises, or None."""
+    try:
+        _step(model, optimizer)
+    except Exception as error:  # the test compares it with the reference's
+        return type(error).__name__
+    return None
 
 
 def test_the_clean_checkpoint_loads(clean, tmp_path) -> None:
