@@ -88,3 +88,29 @@ def test_a_flat_group_steps_as_the_ordinary_one():
         assert torch.equal(p.detach(), q.detach())
         for key in ("square_avg", "momentum_buffer", "step"):
             assert torch.equal(ours.state[p][key], theirs.state[q][key]), key
+
+
+def test_a_failed_upload_keeps_nothing_and_changes_nothing(monkeypatch, triton_interpreter):
+    """A copy to the device that fails (out of memory) at the first planned step: the step
+    raises, the parameters, state and counters are as they were, no table is kept half-made,
+    and the next step is the first step's numbers."""
+    params = make_params(shapes=SHAPES)
+    opt = RMSprop(params, lr=1e-2, impl="triton", momentum=0.9)
+    per_call = PerCall(params, {"momentum": 0.9}, impl="triton")
+    real, calls = triton_interpreter._copy_to, {"n": 0}
+
+    def failing(device, array):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after three of the tables
+            raise RuntimeError("out of memory (a test)")
+        return real(device, array)
+
+    monkeypatch.setattr(triton_interpreter, "_copy_to", failing)
+    for p, g in zip(params, grads_for(params, 0)):
+        p.grad = g.clone()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        opt.step()
+    assert kept_tables(opt) == {}
+    monkeypatch.undo()
+    step_both(opt, params, per_call, grads_for(params, 0))
+

@@ -17,6 +17,8 @@ from plan_common import (
 from rmsprop import reference
 from rmsprop.spec import RMSpropSpec
 from rmsprop.torch import RMSprop
+from rmsprop.torch.group_plan import GroupPlan
+from rmsprop.torch.kernels import TensorLists
 
 OPTIONS = [
     {},
@@ -225,3 +227,20 @@ def test_a_planned_group_sees_every_nonfinite_gradient_before_anything_changes(
         p.grad = g
     opt.step()
     assert opt.state[params[0]]["step"].item() == 2
+
+
+def test_step_counters_off_the_cpu_are_not_planned():
+    """The plan reads its counters with NumPy: counters on another device (a state dict
+    moved to the GPU) keep the per-call path, which reads each with ``item()``."""
+    params = make_params()
+    opt = RMSprop(params, lr=1e-2, impl="fused")
+    for p, g in zip(params, grads_for(params, 0)):
+        p.grad = g
+    opt.step()
+    group = opt.param_groups[0]
+    states = [dict(opt.state[p], step=torch.zeros((), device="meta")) for p in params]
+    tensors = TensorLists(params, [p.grad for p in params], [s["square_avg"] for s in states],
+                          [s["step"] for s in states], [], [], [])
+    assert GroupPlan.build(opt, group, params, states, tensors, opt.spec_of(group),
+                           "fused") is None
+

@@ -102,7 +102,8 @@ class GroupPlan:
               impl: str, layout: FlatLayout | None = None) -> "GroupPlan | None":
         """The plan of ``group`` stepping ``params`` (those with a gradient) with ``states``
         (created) and ``tensors`` (their lists); ``None`` when the step counters cannot be
-        gathered (mixed dtypes or devices, as a loaded state dict may leave them).
+        gathered on the CPU (mixed dtypes or devices, as a loaded state dict may leave them,
+        or all on a GPU).
 
         With a flat ``layout`` holding every parameter of the group (each with its gradient
         bound to its view), the state is moved into the layout's buffers and, without bias
@@ -112,6 +113,8 @@ class GroupPlan:
         first = steps[0]
         if not all(isinstance(s, Tensor) and s.dim() == 0 and s.dtype == first.dtype
                    and s.device == first.device for s in steps):
+            return None
+        if first.device.type != "cpu":  # step_values reads the counters with NumPy
             return None
         group_params = list(group["params"])
         if layout is not None and not (

@@ -40,7 +40,8 @@ from .flat import (
     FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
 )
 from .numba_support import (
-    MIN_PER_THREAD, PIECES_PER_THREAD, narrow, run_on_threads, voidptr, widen,
+    MIN_PER_THREAD, PIECES_PER_THREAD, SUPPORT_FINGERPRINT, narrow, run_on_threads, voidptr,
+    widen,
 )
 from .plan import CHUNK, KernelPlan
 from .tensors import TensorLists, as_real
@@ -93,7 +94,7 @@ def _kernel_for(amsgrad: bool, centered: bool, momentum: bool, param_format: str
     constants (they decide which arrays are read and written)."""
     p_raw, s_raw = _RAW_DTYPE[param_format], _RAW_DTYPE[state_format]
     p_size, s_size = np.dtype(p_raw).itemsize, np.dtype(s_raw).itemsize
-    element_code = CODE_FINGERPRINT
+    element_code = CODE_FINGERPRINT ^ SUPPORT_FINGERPRINT  # an edit of either recompiles
     zero = np.float64(0.0) if state_format == "f64" else np.float32(0.0)  # a constant: folds
 
     @njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
@@ -152,9 +153,10 @@ def fused(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] |
         chunk_tensor, chunk_start, chunk_length = chunk_table(table.sizes, CHUNK)
         kernel = _kernel_for(flags.amsgrad, flags.centered, flags.momentum,
                              FORMAT[param_dtype], FORMAT[state_dtype])
-        run_on_threads(kernel, chunk_length, table.addresses, chunk_tensor, chunk_start, chunk_length,
-             hyper, corrections, flags.maximize, flags.l2, flags.decoupled,
-             flags.bias_correction, flags.eps_in_sqrt, flags.lr_in_momentum, flags.nesterov)
+        run_on_threads(kernel, chunk_length, table.addresses, chunk_tensor, chunk_start,
+                       chunk_length, hyper, corrections, flags.maximize, flags.l2,
+                       flags.decoupled, flags.bias_correction, flags.eps_in_sqrt,
+                       flags.lr_in_momentum, flags.nesterov)
         table.finish()
 
 

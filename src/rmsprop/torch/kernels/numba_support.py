@@ -6,9 +6,12 @@ numba is imported with this module, which only the numba kernels import.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 import llvmlite.ir as llvm
@@ -20,10 +23,16 @@ from numba.extending import intrinsic
 
 from ... import numba_cache
 
-__all__ = ["MIN_PER_THREAD", "PIECES_PER_THREAD", "bits_of", "float_of_bits", "narrow",
-           "run_on_threads", "umax32", "voidptr", "widen"]
+__all__ = ["MIN_PER_THREAD", "PIECES_PER_THREAD", "SUPPORT_FINGERPRINT", "bits_of",
+           "float_of_bits", "narrow", "run_on_threads", "umax32", "voidptr", "widen"]
 
 numba_cache.install()  # the kernels' disk cache: NUMBA_CACHE_DIR or the user's, not the package
+
+SUPPORT_FINGERPRINT = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:15], 16)
+"""A number that changes with this file. numba keys a kernel's disk cache on the kernel's own
+module and closure, not on the helpers it calls from here (``widen``, ``narrow``...): the
+kernels capture this, as they capture :data:`rmsprop.element.CODE_FINGERPRINT`, so that an
+edit here recompiles them."""
 
 # -- storage conversions (LLVM IR, so that they vectorise) ------------------------------------
 
@@ -182,12 +191,26 @@ MIN_PER_THREAD = 1 << 16
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_lock = threading.Lock()  # two threads stepping at once must not race to replace it
 
 
 def _forget_pool() -> None:
     """In a forked child the pool's threads do not exist: start a new pool there."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+def _pool_of(workers: int) -> ThreadPoolExecutor:
+    """The pool, grown to at least ``workers`` threads (the one it replaces is shut down once
+    its queued work is done)."""
     global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rmsprop")
+            _pool_size = workers
+        return _pool
 
 
 os.register_at_fork(after_in_child=_forget_pool)
@@ -209,7 +232,6 @@ def run_on_threads(kernel, chunk_length: np.ndarray, *args) -> None:
     operation) would otherwise make the whole step as slow as one thread. Which thread runs a
     chunk never changes what is computed.
     """
-    global _pool, _pool_size
     threads = _threads_for(int(chunk_length.sum()))
     if threads == 1:
         kernel(0, chunk_length.size, *args)
@@ -225,10 +247,7 @@ def run_on_threads(kernel, chunk_length: np.ndarray, *args) -> None:
             if bounds[k] < bounds[k + 1]:
                 kernel(bounds[k], bounds[k + 1], *args)
 
-    if _pool is None or _pool_size < threads - 1:
-        _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="rmsprop")
-        _pool_size = threads - 1
-    pool = _pool
+    pool = _pool_of(threads - 1)
     futures = [pool.submit(take_runs) for _ in range(threads - 1)]
     take_runs()
     for future in futures:

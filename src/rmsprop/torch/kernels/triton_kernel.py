@@ -221,18 +221,29 @@ def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
 
 def _tables_on(device: torch.device, group: StorageGroup) -> dict[str, Any]:
     """``group``'s tables on ``device``: built at the first step, kept in the group; the
-    address table copied again when its gradient row changed (``set_grads``)."""
+    address table copied again when its gradient row changed (``set_grads``).
+
+    Everything is built before anything is kept (a failed copy leaves nothing half-kept).
+    Tables are kept for the CUDA stream they were made on, and made again on another: the
+    caching allocator may hand a freed block to new work on the stream it was allocated on
+    only, which then runs after every launch that read it there."""
     kept = group.device_tables
     grads = group.addresses[GRAD]
-    if not kept:
-        block_tensor, block_start, _ = chunk_table(group.sizes, BLOCK)
-        kept.update(blocks=block_tensor.size, sizes=_copy_to(device, group.sizes),
-                    block_tensor=_copy_to(device, block_tensor),
-                    block_start=_copy_to(device, block_start))
-    elif np.array_equal(kept["grads"], grads):
+    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+    if kept and kept["stream"] == stream:
+        if np.array_equal(kept["grads"], grads):
+            return kept
+        addresses = _copy_to(device, group.addresses)
+        kept.update(addresses=addresses, grads=grads.copy())
         return kept
-    kept["addresses"] = _copy_to(device, group.addresses)
-    kept["grads"] = grads.copy()
+    block_tensor, block_start, _ = chunk_table(group.sizes, BLOCK)
+    new = {"blocks": block_tensor.size, "sizes": _copy_to(device, group.sizes),
+           "block_tensor": _copy_to(device, block_tensor),
+           "block_start": _copy_to(device, block_start),
+           "addresses": _copy_to(device, group.addresses), "grads": grads.copy(),
+           "stream": stream}
+    kept.clear()
+    kept.update(new)
     return kept
 
 

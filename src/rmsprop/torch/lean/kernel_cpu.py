@@ -50,7 +50,7 @@ from .table import CODES, GRAD, PARAM, SCALES, LeanTable, lean_step
 from ..kernels.flat import chunk_table
 from ..kernels.fused_cpu import rmsprop_element
 from ..kernels.numba_support import (
-    bits_of, float_of_bits, narrow, run_on_threads, umax32, voidptr, widen,
+    SUPPORT_FINGERPRINT, bits_of, float_of_bits, narrow, run_on_threads, umax32, voidptr, widen,
 )
 
 __all__ = ["STATE_KEYS", "LeanVariant", "kernel_for", "quantize_into", "hash32",
@@ -279,9 +279,12 @@ def _encoded(q8, signed, values, n, stored, scales, blk, seed, stochastic, top_b
 
 @functools.lru_cache(maxsize=None)
 def _quantizer(formats: tuple):
+    support = SUPPORT_FINGERPRINT
+
     @njit(cache=True)
     def quantize(flat, codes, scale, seed, signed, stochastic):
         assert len(formats) == 5  # the fingerprint, kept in the closure (see _FORMATS)
+        assert support != 0  # kept in the closure (see SUPPORT_FINGERPRINT)
         for blk in range(scale.size):
             lo = blk * BLOCK
             n = min(BLOCK, flat.size - lo)
@@ -330,7 +333,7 @@ def kernel_for(variant: LeanVariant):
     q8 = storage == "8bit"
     s_raw = np.uint8 if q8 else np.uint16
     one = np.float32(1.0)
-    element_code = CODE_FINGERPRINT
+    element_code = CODE_FINGERPRINT ^ SUPPORT_FINGERPRINT  # an edit of either recompiles
     zero = np.float32(0.0)  # a constant: folds
     formats = _FORMATS
 
