@@ -201,13 +201,12 @@ def _forget_pool() -> None:
 
 
 def _pool_of(workers: int) -> ThreadPoolExecutor:
-    """The pool, grown to at least ``workers`` threads (the one it replaces is shut down once
-    its queued work is done)."""
+    """The pool, grown to at least ``workers`` threads. The pool it replaces is not shut
+    down: another thread may be about to submit to it; its threads end once it is
+    collected."""
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rmsprop")
             _pool_size = workers
         return _pool
