@@ -119,7 +119,8 @@ def assert_unchanged(before: dict[str, Any], optimizer: Any, model: torch.nn.Mod
         assert same_bits(after["model"][key], value, equal_nan), key
 
 
-def assert_same_run(a: tuple[torch.nn.Module, Any], b: tuple[torch.nn.Module, Any]) -> None:
+def assert_same_run(a: tuple[torch.nn.Module, Any], b: tuple[torch.nn.Module, Any],
+                    equal_nan: bool = False) -> None:
     for (name, x), y in zip(a[0].state_dict().items(), b[0].state_dict().values()):
-        assert torch.equal(x, y), name
-    assert_unchanged(snapshot(a[1], None), b[1], None)
+        assert same_bits(x, y, equal_nan), name
+    assert_unchanged(snapshot(a[1], None), b[1], None, equal_nan)

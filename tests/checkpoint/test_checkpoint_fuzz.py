@@ -34,10 +34,10 @@ from hypothesis import strategies as st
 from checkpoint_common import (  # noqa: F401 (one_thread: an autouse fixture)
     X,
     Y,
+    assert_same_run,
     assert_unchanged,
     make_model,
     one_thread,
-    same_bits,
     snapshot,
     train,
 )
@@ -204,13 +204,6 @@ def _mutated_file(path: Path, clean: dict[str, Any], chosen: list[tuple]) -> Non
     path.write_bytes(blob)
 
 
-def _assert_same(a: tuple[torch.nn.Module, RMSprop], b: tuple[torch.nn.Module, RMSprop],
-                 equal_nan: bool = False) -> None:
-    for (name, x), y in zip(a[0].state_dict().items(), b[0].state_dict().values()):
-        assert same_bits(x, y, equal_nan), name
-    assert_unchanged(snapshot(a[1], None), b[1], None, equal_nan)
-
-
 @settings(max_examples=int(os.environ.get("RMSPROP_FUZZ_EXAMPLES", 120)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
@@ -248,7 +241,7 @@ def _check_mutated(clean: dict[str, Any], tmp_path: Path, chosen: list[tuple]) -
             if key in loaded and key != "params":
                 group[key] = loaded[key]
     assert _step_error(model, optimizer) == _step_error(*reference)
-    _assert_same(reference, (model, optimizer), equal_nan=True)
+    assert_same_run(reference, (model, optimizer), equal_nan=True)
     return "loaded"
 
 
@@ -270,4 +263,4 @@ def test_the_clean_checkpoint_loads(clean, tmp_path) -> None:
     reference = _build(clean["state"], 0, 3)
     _step(model, optimizer)
     _step(*reference)
-    _assert_same(reference, (model, optimizer))
+    assert_same_run(reference, (model, optimizer))

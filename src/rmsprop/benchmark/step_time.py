@@ -33,7 +33,8 @@ warm-up), the median time of ``optimizer.step()`` for:
 
 Every contender works on arrays of its own, the ceilings too: the rotation keeps the
 contenders' order, so one sharing arrays with the contender timed just before it would find
-them still in cache (32 MiB of L3 holds most of a 2M-parameter step's streams).
+them still in cache (a last-level cache of tens of MiB holds most of the streams of a step
+of a few million parameters).
 
 It prints ms per step, GB/s at the minimal byte count, the speed-up over torch's best eager
 path in the same run (the faster of loop and foreach), and the fraction of the best measured

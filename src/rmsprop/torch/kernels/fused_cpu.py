@@ -167,11 +167,7 @@ def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
     order) only with bias correction."""
     flags = plan.flags
     for group in plan.groups:
-        group_steps = None
-        if steps is not None:
-            group_steps = (steps if group.index.size == len(steps)
-                           else [steps[i] for i in group.index.tolist()])
-        hyper, corrections = scalars_of(spec, lr, group_steps, group.index.size, group.compute)
+        hyper, corrections = group.scalars(spec, lr, steps)
         kernel = _kernel_for(flags.amsgrad, flags.centered, flags.momentum,
                              group.param_format, group.state_format)
         args = (group.addresses, group.chunk_tensor, group.chunk_start, group.chunk_length,

@@ -26,7 +26,7 @@ from torch import Tensor
 from ...element import Flags, flags_of
 from ...spec import RMSpropSpec
 from .capabilities import STATE_DTYPES
-from .flat import FORMAT, GRAD, check_lists, chunk_table
+from .flat import FORMAT, GRAD, check_lists, chunk_table, scalars_of
 from .tensors import TensorLists, dtensor_type
 
 __all__ = ["CHUNK", "SERIAL_BELOW", "KernelPlan", "StorageGroup", "plannable"]
@@ -57,6 +57,15 @@ class StorageGroup:
     device_tables: dict[str, Any] = field(default_factory=dict)
     """A kernel's own copies of these tables, kept between steps (the Triton kernel's, on
     the device: see :func:`.triton_kernel.run_plan`)."""
+
+    def scalars(self, spec: RMSpropSpec, lr: float, steps: Sequence[float] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`.flat.scalars_of` for this group's tensors, in its compute dtype; ``steps``
+        holds the new t of every tensor of the plan, in the plan's order (None without bias
+        correction)."""
+        if steps is not None and self.index.size != len(steps):
+            steps = [steps[i] for i in self.index.tolist()]
+        return scalars_of(spec, lr, steps, self.index.size, self.compute)
 
 
 @dataclass

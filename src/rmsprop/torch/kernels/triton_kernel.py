@@ -180,8 +180,8 @@ def triton_step(
         if block_tensor.size == 0:
             continue
         param_format, state_format = FORMAT[param_dtype], FORMAT[state_dtype]
-        hyper, corrections = scalars_of(
-            spec, lr, group_steps, len(group.params), _compute(state_format))
+        hyper, corrections = scalars_of(spec, lr, group_steps, len(group.params),
+                                        np.float64 if state_format == "f64" else np.float32)
 
         def on_device(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(array).to(device, non_blocking=True)
@@ -205,12 +205,7 @@ def run_plan(plan: KernelPlan, spec: RMSpropSpec, lr: float,
         tables = _tables_on(device, group)
         if tables["blocks"] == 0:
             continue
-        group_steps = None
-        if steps is not None:
-            group_steps = (steps if group.index.size == len(steps)
-                           else [steps[i] for i in group.index.tolist()])
-        hyper, corrections = scalars_of(spec, lr, group_steps, group.index.size,
-                                        _compute(group.state_format))
+        hyper, corrections = group.scalars(spec, lr, steps)
         _launch(device, flags, group.param_format, group.state_format, tables["blocks"],
                 tables["addresses"], group.index.size, tables["sizes"],
                 tables["block_tensor"], tables["block_start"],
@@ -250,11 +245,6 @@ def _tables_on(device: torch.device, group: StorageGroup) -> dict[str, Any]:
 def _copy_to(device: torch.device, array: np.ndarray) -> torch.Tensor:
     """A copy of ``array`` on ``device`` that owns its memory (the array changes later)."""
     return torch.tensor(array, device=device)
-
-
-def _compute(state_format: str) -> type:
-    """The compute dtype of a state format (float64 state: float64; else float32)."""
-    return np.float64 if state_format == "f64" else np.float32
 
 
 def _launch(device: torch.device, flags: Flags, param_format: str, state_format: str,
