@@ -66,6 +66,7 @@ def test_the_wheel_holds_the_package_its_data_and_the_licence(dists):
     for name in ("rmsprop/__init__.py", "rmsprop/py.typed", "rmsprop/data/hamlet.txt",
                  "rmsprop/torch/optimizer.py", "rmsprop/torch/kernels/fused_cpu.py",
                  "rmsprop/checkpoint/fileformat.py", "rmsprop/experiments/valley.py",
+                 "rmsprop/torch/native/group_pass.cpp",  # compiled at first use
                  f"{info}/licenses/LICENSE", f"{info}/entry_points.txt"):
         assert name in names, name
     _no_tests_no_caches(names)
@@ -81,6 +82,7 @@ def test_the_sdist_holds_the_sources_and_the_licence(dists):
     with tarfile.open(dists["sdist"]) as sdist:
         names = ["/".join(n.split("/")[1:]) for n in sdist.getnames()]
     for name in ("pyproject.toml", "README.md", "LICENSE", "src/rmsprop/__init__.py",
-                 "src/rmsprop/py.typed", "src/rmsprop/data/hamlet.txt"):
+                 "src/rmsprop/py.typed", "src/rmsprop/data/hamlet.txt",
+                 "src/rmsprop/torch/native/group_pass.cpp"):
         assert name in names, name
     _no_tests_no_caches(names)

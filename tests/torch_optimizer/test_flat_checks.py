@@ -2,7 +2,8 @@
 steps of a planned flat group, the next step has the numbers of the same optimizer with
 ``flat=False`` (run side by side on copies, with the same changes, its plan dropped before every
 step so that none of the checks under test runs there), bit for bit; and the planned kernel
-gives the same bits on one thread as on several."""
+gives the same bits on one thread as on several. Every test runs with the C++ loop of
+:mod:`rmsprop.torch.native` and with its Python stand-in."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ import torch
 from rmsprop.torch import RMSprop
 from rmsprop.torch import group_plan
 from rmsprop.torch.kernels import plan as kernel_plan
+
+from native_common import PATHS, use_path
+
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def checks_path(request, monkeypatch):
+    use_path(monkeypatch, request.param)
+    return request.param
+
 
 SHAPES = [(3,), (700,), (4, 5), (1000,), (1000,)]  # the last two: one shape, for a swap
 

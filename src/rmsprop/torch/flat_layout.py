@@ -24,10 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["FlatLayout"]
+from .native import BOUND, MOVED, FlatWatch
 
-_GRAD = operator.attrgetter("grad")
-_PTR = Tensor.data_ptr
+__all__ = ["FlatLayout"]
 
 
 class FlatLayout:
@@ -59,6 +58,7 @@ class FlatLayout:
             if p.grad is not None:
                 view.copy_(p.grad.detach())
                 p.grad = view
+        self.watch = FlatWatch(params, self.addresses, self.grad_views)
 
     def views_of(self, buffer: Tensor) -> list[Tensor]:
         """``buffer`` cut into one view per parameter, in each parameter's shape."""
@@ -67,7 +67,7 @@ class FlatLayout:
 
     def intact(self) -> bool:
         """Every parameter is still its view of the buffer (``p.data = ...`` moves it out)."""
-        return list(map(_PTR, self.params)) == self.addresses
+        return self.watch.status(self.params) != MOVED
 
     def bind_grads(self, grads: Sequence[Tensor | None]) -> None:
         """Copy every set gradient that is not its view into its view, and rebind
@@ -84,8 +84,7 @@ class FlatLayout:
 
     def zero_grads(self) -> None:
         """``zero_grad()`` of a flat group: every gradient its view, all zero."""
-        grads = list(map(_GRAD, self.params))
-        if not self.grads_bound(grads):
+        if self.watch.status(self.params) != BOUND:
             for p, view in zip(self.params, self.grad_views):
                 p.grad = view
         self.grad_buffer.zero_()

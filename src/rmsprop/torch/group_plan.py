@@ -41,6 +41,7 @@ from ..spec import RMSpropSpec
 from .flat_layout import FlatLayout
 from .kernels import KernelPlan
 from .kernels.tensors import TensorLists
+from .native import BOUND, MOVED
 
 __all__ = ["GroupPlan", "forget", "plans_of", "settings_of"]
 
@@ -147,20 +148,21 @@ class GroupPlan:
         group_params = group["params"]
         if (self.group is not group or spec is not self.spec
                 or optimizer.state is not self.state or len(optimizer.state) != self.state_len
-                or len(group_params) != len(self.group_params)
-                or settings_of(group) != self.settings
-                or not all(map(operator.is_, group_params, self.group_params))):
+                or settings_of(group) != self.settings):
             return None
         if self.layout is not None:  # gradients not bound to their views are copied in
-            if list(map(_PTR, group_params)) != self.param_ptrs:
+            status = self.layout.watch.status(group_params)  # the list, addresses, gradients
+            if status == MOVED:
                 return None
-            views = self.layout.grad_views
-            if all(map(operator.is_, map(_GRAD, group_params), views)):
-                return views
+            if status == BOUND:
+                return self.layout.grad_views
             grads = list(map(_GRAD, group_params))
             if all(map(operator.is_not, grads, itertools.repeat(None))) and not any(
                     map(_SPARSE, grads)):
                 return grads
+            return None
+        if len(group_params) != len(self.group_params) or not all(
+                map(operator.is_, group_params, self.group_params)):
             return None
         grads = list(map(_GRAD, group_params))
         if list(map(operator.is_not, grads, itertools.repeat(None))) != self.has_grad:

@@ -21,6 +21,7 @@ from ...element import Flags, flags_of, momentum_on
 from ...spec import RMSpropSpec
 from .capabilities import STATE_DTYPES
 from .tensors import TensorLists
+from ..native import bump_versions
 
 __all__ = ["FORMAT", "Flags", "FlatTable", "check_lists", "chunk_table", "flags_of",
            "group_by_storage", "scalars_of"]
@@ -193,4 +194,4 @@ class FlatTable:
         notices a parameter changed under a saved graph; the state is the optimizer's own)."""
         for original, copy in self.written_copies:
             original.copy_(copy)
-        torch.autograd.graph.increment_version(self.rows[PARAM])
+        bump_versions(self.rows[PARAM])

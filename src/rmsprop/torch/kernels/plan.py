@@ -28,6 +28,7 @@ from ...spec import RMSpropSpec
 from .capabilities import STATE_DTYPES
 from .flat import FORMAT, GRAD, check_lists, chunk_table, scalars_of
 from .tensors import TensorLists, dtensor_type
+from ..native import bump_versions
 
 __all__ = ["CHUNK", "SERIAL_BELOW", "KernelPlan", "StorageGroup", "plannable"]
 
@@ -123,7 +124,7 @@ class KernelPlan:
     def finish(self) -> None:
         """After the kernel: bump the parameters' version counters, as torch's in-place ops
         do (one call for all of them)."""
-        torch.autograd.graph.increment_version(self.params)
+        bump_versions(self.params)
 
 
 def plannable(t: TensorLists) -> bool:

@@ -1,0 +1,24 @@
+"""One C++ loop over a param group's tensors, where Python would pay tensor by tensor.
+
+A planned step (:mod:`rmsprop.torch.group_plan`) looks at every parameter at every step: a flat
+group's parameters must still be views of its buffer and their gradients the views of its
+gradient buffer (:mod:`rmsprop.torch.flat_layout`), and after the kernel every parameter's
+version counter goes up by one, as torch's in-place updates make it. Python reaches each of
+these through several objects per tensor, on cache lines that the kernel's pass over memory has
+evicted: on 2000 small tensors that cost more than the kernel itself (benchmarks/NOTES.md,
+issue 19). ``group_pass.cpp`` reads the same fields in one C++ loop, where the cache misses of
+many tensors overlap.
+
+It is compiled at first use by :func:`torch.utils.cpp_extension.load` (a C++ compiler and
+ninja; about 20 s on two cores) and cached in torch's extension directory
+(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), once per machine, torch
+and source: :func:`build` does it ahead (in a container image, say). Where it cannot be built,
+or with ``RMSPROP_NATIVE=0``, the same checks run in Python, with the same results, slower
+(:mod:`.group_pass`); a :class:`NativeBuildWarning` says once why it was not built.
+"""
+
+from .loader import ENV, NativeBuildWarning, build, load
+from .group_pass import BOUND, GRADS_UNBOUND, MOVED, FlatWatch, bump_versions
+
+__all__ = ["BOUND", "ENV", "GRADS_UNBOUND", "MOVED", "FlatWatch", "NativeBuildWarning", "build",
+           "bump_versions", "load"]

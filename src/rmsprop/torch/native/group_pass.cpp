@@ -1,0 +1,123 @@
+// One C++ loop over a param group's tensors, for the planned step of rmsprop.torch: the
+// checks and the version bump that Python would pay for tensor by tensor
+// (rmsprop/torch/native/__init__.py says why and how it is built).
+//
+// Only what torch exports to extensions is used: THPVariable_Unpack, TensorImpl::data(),
+// TensorImpl::grad(), TensorImpl::bump_version(). Both loops first read everything they need,
+// so that the cache misses of many tensors overlap.
+#include <Python.h>
+#include <torch/csrc/autograd/python_variable.h>
+
+#include <cstdint>
+#include <exception>
+#include <vector>
+
+namespace {
+
+enum FlatStatus : long { kMoved = 0, kGradsUnbound = 1, kBound = 2 };
+
+c10::TensorImpl* impl_of(PyObject* tensor) {
+  return THPVariable_Unpack(tensor).unsafeGetTensorImpl();
+}
+
+// A buffer of n int64 values (a NumPy array, say), or a Python error.
+bool int64_table(PyObject* obj, Py_buffer* view, Py_ssize_t n, const char* name) {
+  if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS) != 0) return false;
+  if (view->len != n * static_cast<Py_ssize_t>(sizeof(int64_t))) {
+    PyErr_Format(PyExc_ValueError, "%s: %zd int64 values expected, got %zd bytes", name, n,
+                 view->len);
+    PyBuffer_Release(view);
+    return false;
+  }
+  return true;
+}
+
+// flat_status(params, expected, addresses, grad_impls) -> 0, 1 or 2
+//
+// 0 when `params` is not the list `expected` (the same objects, in order) or a parameter's
+// data no longer starts at addresses[i] (`p.data = ...` moved it); else 1 when some
+// parameter's gradient is not the tensor whose TensorImpl is at grad_impls[i]; else 2.
+PyObject* flat_status(PyObject*, PyObject* args) {
+  PyObject *params, *expected, *addresses_obj, *grads_obj;
+  if (!PyArg_ParseTuple(args, "O!O!OO", &PyList_Type, &params, &PyList_Type, &expected,
+                        &addresses_obj, &grads_obj))
+    return nullptr;
+  const Py_ssize_t n = PyList_GET_SIZE(expected);
+  Py_buffer addresses, grads;
+  if (!int64_table(addresses_obj, &addresses, n, "addresses")) return nullptr;
+  if (!int64_table(grads_obj, &grads, n, "grad_impls")) {
+    PyBuffer_Release(&addresses);
+    return nullptr;
+  }
+  const auto* address = static_cast<const int64_t*>(addresses.buf);
+  const auto* grad = static_cast<const int64_t*>(grads.buf);
+  long status = PyList_GET_SIZE(params) == n ? kBound : kMoved;
+  try {
+    for (Py_ssize_t i = 0; i < n && status != kMoved; ++i) {
+      PyObject* item = PyList_GET_ITEM(params, i);
+      if (item != PyList_GET_ITEM(expected, i)) {  // the expected tensors: no type check due
+        status = kMoved;
+        break;
+      }
+      const c10::TensorImpl* impl = impl_of(item);
+      if (reinterpret_cast<int64_t>(impl->data()) != address[i]) status = kMoved;
+      else if (reinterpret_cast<int64_t>(impl->grad().unsafeGetTensorImpl()) != grad[i])
+        status = kGradsUnbound;
+    }
+  } catch (const std::exception&) {
+    status = kMoved;  // data() refused (a tensor without storage): not the planned tensor
+  }
+  PyBuffer_Release(&addresses);
+  PyBuffer_Release(&grads);
+  return PyLong_FromLong(status);
+}
+
+// bump(tensors): every version counter + 1, as torch.autograd.graph.increment_version
+// (which leaves inference tensors alone: they have no counter).
+PyObject* bump(PyObject*, PyObject* tensors) {
+  if (!PyList_Check(tensors)) {
+    PyErr_Format(PyExc_TypeError, "bump: a list of tensors expected, got %s",
+                 Py_TYPE(tensors)->tp_name);
+    return nullptr;
+  }
+  const Py_ssize_t n = PyList_GET_SIZE(tensors);
+  std::vector<c10::TensorImpl*> impls;
+  impls.reserve(n);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PyList_GET_ITEM(tensors, i);
+    if (!THPVariable_Check(item)) {
+      PyErr_Format(PyExc_TypeError, "bump: item %zd is a %s, not a tensor", i,
+                   Py_TYPE(item)->tp_name);
+      return nullptr;  // before any counter moved
+    }
+    impls.push_back(impl_of(item));
+  }
+  // Read every counter before the first increment: an atomic increment waits for the loads
+  // before it, which would serialise the cache misses.
+  static volatile uint32_t seen;  // the loads' sink, so that they are not dropped
+  uint32_t sum = 0;
+  for (const auto* impl : impls) {
+    const auto& counter = impl->version_counter();
+    if (counter.enabled()) sum += counter.current_version();
+  }
+  seen = sum;
+  for (auto* impl : impls)
+    if (impl->version_counter().enabled()) impl->bump_version();
+  Py_RETURN_NONE;
+}
+
+PyMethodDef methods[] = {
+    {"flat_status", flat_status, METH_VARARGS, "See group_pass.cpp."},
+    {"bump", bump, METH_O, "See group_pass.cpp."},
+    {nullptr, nullptr, 0, nullptr}};
+
+#define RMSPROP_STR2(x) #x
+#define RMSPROP_STR(x) RMSPROP_STR2(x)
+PyModuleDef module = {PyModuleDef_HEAD_INIT, RMSPROP_STR(TORCH_EXTENSION_NAME), nullptr, -1,
+                      methods};
+
+}  // namespace
+
+#define RMSPROP_CONCAT(a, b) a##b
+#define RMSPROP_INIT(name) RMSPROP_CONCAT(PyInit_, name)
+PyMODINIT_FUNC RMSPROP_INIT(TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&module); }

@@ -1,0 +1,169 @@
+"""The C++ loop of :mod:`rmsprop.torch.native` against its Python stand-in and torch: the
+same status for every change a flat group can see between steps, the same version counters
+as :func:`torch.autograd.graph.increment_version`, and a step that still runs, with the same
+numbers, where the loop cannot be built."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rmsprop.torch import RMSprop, native
+from rmsprop.torch.native import BOUND, GRADS_UNBOUND, MOVED, loader
+
+from native_common import use_path
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    use_path(monkeypatch, "native")
+    return native.load()
+
+
+def flat_group(seed=0, shapes=((3,), (700,), (4, 5), (1000,))):
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt = RMSprop(params, lr=1e-2, impl="fused", flat=True)
+    layout = next(iter(opt.__dict__["_rmsprop_layouts"].values()))[1]
+    return params, opt, layout
+
+
+def _reorder(params, opt):
+    opt.param_groups[0]["params"][0], opt.param_groups[0]["params"][1] = params[1], params[0]
+
+
+# change -> the status it must give
+CHANGES = {
+    "nothing": (lambda params, opt: None, BOUND),
+    "grad_replaced": (lambda params, opt: setattr(params[1], "grad", params[1].grad * 2),
+                      GRADS_UNBOUND),
+    "grad_none": (lambda params, opt: setattr(params[3], "grad", None), GRADS_UNBOUND),
+    "grad_detached_view": (  # the same memory, another tensor: not the view
+        lambda params, opt: setattr(params[0], "grad", params[0].grad.detach()), GRADS_UNBOUND),
+    "data_moved_out": (lambda params, opt: setattr(params[2], "data", params[2].data.clone()),
+                       MOVED),
+    "data_moved_and_grad_replaced": (
+        lambda params, opt: (setattr(params[0], "grad", params[0].grad * 2),
+                             setattr(params[3], "data", params[3].data.clone())), MOVED),
+    "param_list_reordered": (_reorder, MOVED),
+    "param_list_shorter": (lambda params, opt: opt.param_groups[0]["params"].pop(), MOVED),
+    "param_list_longer": (
+        lambda params, opt: opt.param_groups[0]["params"].append(torch.nn.Parameter(
+            torch.zeros(2))), MOVED),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_the_loop_and_python_see_every_change_alike(compiled, change):
+    params, opt, layout = flat_group()
+    opt.step()
+    act, expected = CHANGES[change]
+    act(params, opt)
+    group_params = opt.param_groups[0]["params"]
+    assert layout.watch.status_in_python(group_params) == expected
+    assert layout.watch.status(group_params) == expected  # the C++ loop
+
+
+def test_zero_grad_rebinds_what_the_loop_finds_unbound(compiled):
+    params, opt, layout = flat_group()
+    opt.step()
+    params[1].grad = torch.ones_like(params[1])
+    assert layout.watch.status(params) == GRADS_UNBOUND
+    opt.zero_grad()
+    assert layout.watch.status(params) == BOUND
+    assert params[1].grad is layout.grad_views[1]
+    assert not params[1].grad.any()
+
+
+@pytest.mark.parametrize("make", ["list", "tuple"])
+def test_versions_go_up_by_one_as_torch_bumps_them(compiled, make):
+    tensors = [torch.zeros(3), torch.nn.Parameter(torch.zeros(2)), torch.zeros(4)[1:]]
+    theirs = [t.detach().clone() for t in tensors]
+    for t, u in zip(tensors, theirs):  # unequal starting versions
+        for _ in range(len(u)):
+            torch.autograd.graph.increment_version(u)
+            torch.autograd.graph.increment_version(t)
+    before = [t._version for t in tensors]
+    native.bump_versions(tensors if make == "list" else tuple(tensors))
+    torch.autograd.graph.increment_version(theirs)
+    assert [t._version for t in tensors] == [u._version for u in theirs]
+    assert [t._version - b for t, b in zip(tensors, before)] == [1, 1, 1]
+
+
+def test_inference_tensors_are_left_alone_as_torch_leaves_them(compiled):
+    with torch.inference_mode():
+        frozen = torch.zeros(3)
+    live = torch.zeros(3)
+    native.bump_versions([frozen, live])  # torch's increment_version does not raise either
+    torch.autograd.graph.increment_version([frozen])
+    assert live._version == 1
+
+
+def test_a_list_with_something_else_raises_and_bumps_nothing(compiled):
+    tensors = [torch.zeros(2), "not a tensor", torch.zeros(2)]
+    with pytest.raises(TypeError, match="item 1 is a str"):
+        compiled.bump(tensors)
+    assert [tensors[0]._version, tensors[2]._version] == [0, 0]
+
+
+def test_tables_of_the_wrong_length_raise(compiled):
+    params, opt, layout = flat_group()
+    with pytest.raises(ValueError, match="addresses"):
+        compiled.flat_status(params, layout.watch.params, np.zeros(2, dtype=np.int64),
+                             layout.watch.grad_table)
+
+
+def test_a_changed_source_is_a_new_extension(tmp_path, monkeypatch):
+    """torch's extension cache is keyed by name: an edited group_pass.cpp must not load the
+    module compiled from the old one."""
+    copy = tmp_path / "group_pass.cpp"
+    copy.write_text(loader.SOURCE.read_text())
+    monkeypatch.setattr(loader, "SOURCE", copy)
+    same = loader.module_name()
+    copy.write_text(loader.SOURCE.read_text() + "\n// edited\n")
+    assert loader.module_name() != same
+
+
+def steps_of(seed):
+    """Three flat steps: the parameters and their square_avg."""
+    params, opt, _ = flat_group(seed)
+    for _ in range(3):
+        opt.step()
+    return [p.detach().clone() for p in params], [opt.state[p]["square_avg"].clone()
+                                                 for p in params]
+
+
+def test_without_the_loop_the_step_warns_once_and_gives_the_same_numbers(monkeypatch):
+    use_path(monkeypatch, "native")
+    expected = steps_of(3)
+    monkeypatch.setattr(loader, "_built", [])
+
+    def no_compiler():
+        raise RuntimeError("Ninja is required to load C++ extensions\nmore lines")
+
+    monkeypatch.setattr(loader, "build", no_compiler)
+    with pytest.warns(native.NativeBuildWarning, match="Ninja is required") as caught:
+        got = steps_of(3)
+    assert len(caught) == 1
+    assert native.load() is None
+    for a, b in zip(expected[0] + expected[1], got[0] + got[1]):
+        assert torch.equal(a, b)
+
+
+def test_rmsprop_native_0_does_not_try_to_build(monkeypatch):
+    monkeypatch.setattr(loader, "_built", [])
+    monkeypatch.setenv(native.ENV, "0")
+
+    def must_not_build():
+        raise AssertionError("built although RMSPROP_NATIVE=0")
+
+    monkeypatch.setattr(loader, "build", must_not_build)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steps_of(4)
+    assert native.load() is None
