@@ -1,7 +1,8 @@
 """The plan of a fused param group (rmsprop.torch.group_plan): built once, reused while the
 group is unchanged, rebuilt when it changes, and the numbers of the per-call fused path bit for
 bit (that path, rmsprop.torch.functional.rmsprop, is run here on its own copies as the
-reference; torch.optim.RMSprop and rmsprop.reference check both against independent code)."""
+reference; torch.optim.RMSprop and rmsprop.reference check both against independent code).
+Every test runs with the C++ loop of rmsprop.torch.native and with its Python stand-in."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from native_common import PATHS, use_path
 from plan_common import (
     SHAPES, PerCall, assert_same, count_builds, grads_for, make_params, step_both,
 )
@@ -26,6 +28,11 @@ OPTIONS = [
     {"momentum": 0.5, "nesterov": True, "centered": True, "amsgrad": True,
      "bias_correction": True, "weight_decay": 0.01},
 ]
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def checks_path(request, monkeypatch):
+    use_path(monkeypatch, request.param)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rmsprop.torch import RMSprop, native
+from rmsprop.torch.group_plan import plans_of
 from rmsprop.torch.native import BOUND, GRADS_UNBOUND, MOVED, loader
 
 from native_common import use_path
@@ -67,6 +68,60 @@ def test_the_loop_and_python_see_every_change_alike(compiled, change):
     group_params = opt.param_groups[0]["params"]
     assert layout.watch.status_in_python(group_params) == expected
     assert layout.watch.status(group_params) == expected  # the C++ loop
+
+
+def planned_group(seed=0, shapes=((3,), (700,), (4, 5), (1000,))):
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    for p in params[1:]:  # the first has no gradient: the plan leaves it out
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt = RMSprop(params, lr=1e-2, impl="fused")
+    opt.step()
+    return params, opt, plans_of(opt)[id(opt.param_groups[0])].watch
+
+
+# change -> whether the plan still holds after it
+PLAN_CHANGES = {
+    "nothing": (lambda params, opt: None, True),
+    "new_grad_tensors": (  # zero_grad(set_to_none=True) and backward: new addresses
+        lambda params, opt: [setattr(p, "grad", p.grad.clone()) for p in params[1:]], True),
+    "grad_removed": (lambda params, opt: setattr(params[2], "grad", None), False),
+    "last_grad_removed": (lambda params, opt: setattr(params[3], "grad", None), False),
+    "grad_moved_to_another_param": (
+        lambda params, opt: (setattr(params[0], "grad", torch.ones(3)),
+                             setattr(params[3], "grad", None)), False),
+    "grad_added": (lambda params, opt: setattr(params[0], "grad", torch.ones(3)), False),
+    "grad_not_contiguous": (
+        lambda params, opt: setattr(params[2], "grad", torch.ones(5, 4).t()), False),
+    "grad_sparse": (
+        lambda params, opt: setattr(params[1], "grad", torch.ones(700).to_sparse()), False),
+    "data_moved_out": (lambda params, opt: setattr(params[3], "data", params[3].data.clone()),
+                       False),
+    "data_of_the_gradless_moved": (  # not in the plan: its address is not watched
+        lambda params, opt: setattr(params[0], "data", params[0].data.clone()), True),
+    "param_list_reordered": (_reorder, False),
+    "param_list_shorter": (lambda params, opt: opt.param_groups[0]["params"].pop(), False),
+}
+
+
+@pytest.mark.parametrize("change", list(PLAN_CHANGES))
+def test_the_loop_and_python_find_the_same_gradients(compiled, change):
+    params, opt, watch = planned_group()
+    act, holds = PLAN_CHANGES[change]
+    act(params, opt)
+    group_params = opt.param_groups[0]["params"]
+    table = watch.grad_addresses.copy()
+    in_python = watch.grads_in_python(group_params)
+    native_found = watch.grads(group_params)  # the C++ loop
+    assert (in_python is not None) == holds
+    assert (native_found is not None) == holds
+    if holds:
+        expected = [p.grad for p in params[1:]]
+        for grads, addresses in (in_python, native_found):
+            assert all(g is e for g, e in zip(grads, expected)) and len(grads) == 3
+            assert list(addresses) == [g.data_ptr() for g in expected]
+    else:
+        assert np.array_equal(watch.grad_addresses, table)  # a refusal writes nothing
 
 
 def test_zero_grad_rebinds_what_the_loop_finds_unbound(compiled):

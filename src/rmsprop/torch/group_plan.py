@@ -15,10 +15,11 @@ On a model of many small tensors (2000 x 1k) that costs ten times the kernel. A
   parameter's step.
 
 :meth:`GroupPlan.grads` checks, at every step, what can change between steps without the
-optimizer seeing it, each with one C-level pass over the group (no Python per tensor): the
-parameter list, each parameter's address (``p.data = ...``), which gradients are set, and
-their addresses (new at every step after ``zero_grad(set_to_none=True)``: they are written
-into the kernel's table, nothing is rebuilt), sizes and contiguity. What the optimizer changes
+optimizer seeing it, in one C++ loop over the group (:mod:`rmsprop.torch.native`, which falls
+back to the same checks in Python): the parameter list, each parameter's address
+(``p.data = ...``), which gradients are set, and their addresses (new at every step after
+``zero_grad(set_to_none=True)``: they are written into the kernel's table, nothing is
+rebuilt), sizes and contiguity. What the optimizer changes
 itself (``load_state_dict``, unpickling, ``add_param_group``, ``warm_start``) drops its plans
 (:func:`forget`); a change of options (``state_precision``, ``momentum``, ...) written into
 ``param_groups`` between steps is seen by comparing the group's resolved spec and settings.
@@ -41,14 +42,11 @@ from ..spec import RMSpropSpec
 from .flat_layout import FlatLayout
 from .kernels import KernelPlan
 from .kernels.tensors import TensorLists
-from .native import BOUND, MOVED
+from .native import BOUND, MOVED, PlanWatch
 
 __all__ = ["GroupPlan", "forget", "plans_of", "settings_of"]
 
 _GRAD = operator.attrgetter("grad")
-_PTR = Tensor.data_ptr
-_NUMEL = Tensor.numel
-_CONTIGUOUS = Tensor.is_contiguous
 _SPARSE = operator.attrgetter("is_sparse")
 _PLANS = "_rmsprop_plans"  # the optimizer's __dict__ entry: {id(group): GroupPlan}
 # The state key of each list of TensorLists (None: not a state tensor).
@@ -83,11 +81,7 @@ class GroupPlan:
     """One group's step, gathered once (see the module docstring)."""
 
     group: dict[str, Any]
-    group_params: list[Tensor]
-    has_grad: list[bool]
-    params: list[Tensor]
-    param_ptrs: list[int]
-    sizes: list[int]
+    watch: PlanWatch
     spec: RMSpropSpec
     settings: tuple
     impl: str
@@ -134,12 +128,13 @@ class GroupPlan:
                 *[([buffers[name]] if name != "step" else lst[:1]) if lst and name else []
                   for name, lst in zip(_NAMES[2:], tensors.fields()[2:])])
         kernel = KernelPlan.build(tensors, spec, updated=list(params))
-        has = set(map(id, params))
-        return cls(
-            group, group_params, [id(p) in has for p in group_params], list(params),
-            list(map(_PTR, params)), list(map(_NUMEL, params)), spec, settings_of(group),
-            impl, optimizer.state, len(optimizer.state), counters, kernel, layout,
-        )
+        return cls(group, PlanWatch(group_params, params), spec, settings_of(group), impl,
+                   optimizer.state, len(optimizer.state), counters, kernel, layout)
+
+    @property
+    def params(self) -> list[Tensor]:
+        """The parameters the plan steps (those of the group with a gradient, in order)."""
+        return self.watch.params
 
     def grads(self, optimizer: Any, group: dict[str, Any], spec: RMSpropSpec
               ) -> list[Tensor] | None:
@@ -161,22 +156,11 @@ class GroupPlan:
                     map(_SPARSE, grads)):
                 return grads
             return None
-        if len(group_params) != len(self.group_params) or not all(
-                map(operator.is_, group_params, self.group_params)):
+        found = self.watch.grads(group_params)
+        if found is None:
             return None
-        grads = list(map(_GRAD, group_params))
-        if list(map(operator.is_not, grads, itertools.repeat(None))) != self.has_grad:
-            return None
-        if len(grads) != len(self.params):
-            grads = list(itertools.compress(grads, self.has_grad))
-        try:
-            ptrs = list(map(_PTR, grads))
-            if (list(map(_NUMEL, grads)) != self.sizes or not all(map(_CONTIGUOUS, grads))
-                    or list(map(_PTR, self.params)) != self.param_ptrs):
-                return None
-        except RuntimeError:  # a sparse gradient: the ordinary path says so
-            return None
-        self.kernel.set_grads(ptrs)
+        grads, addresses = found
+        self.kernel.set_grads(addresses)
         return grads
 
     def step_values(self) -> np.ndarray:

@@ -112,7 +112,7 @@ class KernelPlan:
         """Whether the kernel runs this plan on the calling thread (see :data:`SERIAL_BELOW`)."""
         return self.numel < SERIAL_BELOW
 
-    def set_grads(self, grad_addresses: Sequence[int]) -> None:
+    def set_grads(self, grad_addresses: np.ndarray | Sequence[int]) -> None:
         """This step's gradient addresses, one per parameter in the plan's order."""
         if len(self.groups) == 1 and self.groups[0].index.size == len(grad_addresses):
             self.groups[0].addresses[GRAD] = grad_addresses

@@ -1,9 +1,11 @@
 """One C++ loop over a param group's tensors, where Python would pay tensor by tensor.
 
-A planned step (:mod:`rmsprop.torch.group_plan`) looks at every parameter at every step: a flat
-group's parameters must still be views of its buffer and their gradients the views of its
-gradient buffer (:mod:`rmsprop.torch.flat_layout`), and after the kernel every parameter's
-version counter goes up by one, as torch's in-place updates make it. Python reaches each of
+A planned step (:mod:`rmsprop.torch.group_plan`) looks at every parameter at every step: its
+data must not have moved, its gradient must be set or not as when the plan was built, of the
+same size, and its address goes into the kernel's table; a flat group's parameters must still
+be views of its buffer and their gradients the views of its gradient buffer
+(:mod:`rmsprop.torch.flat_layout`); and after the kernel every parameter's version counter
+goes up by one, as torch's in-place updates make it. Python reaches each of
 these through several objects per tensor, on cache lines that the kernel's pass over memory has
 evicted: on 2000 small tensors that cost more than the kernel itself (benchmarks/NOTES.md,
 issue 19). ``group_pass.cpp`` reads the same fields in one C++ loop, where the cache misses of
@@ -18,7 +20,7 @@ or with ``RMSPROP_NATIVE=0``, the same checks run in Python, with the same resul
 """
 
 from .loader import ENV, NativeBuildWarning, build, load
-from .group_pass import BOUND, GRADS_UNBOUND, MOVED, FlatWatch, bump_versions
+from .group_pass import BOUND, GRADS_UNBOUND, MOVED, FlatWatch, PlanWatch, bump_versions
 
-__all__ = ["BOUND", "ENV", "GRADS_UNBOUND", "MOVED", "FlatWatch", "NativeBuildWarning", "build",
-           "bump_versions", "load"]
+__all__ = ["BOUND", "ENV", "GRADS_UNBOUND", "MOVED", "FlatWatch", "NativeBuildWarning",
+           "PlanWatch", "build", "bump_versions", "load"]

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/python_variable.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <exception>
 #include <vector>
 
@@ -72,6 +73,113 @@ PyObject* flat_status(PyObject*, PyObject* args) {
   return PyLong_FromLong(status);
 }
 
+// plan_grads(params, expected, has_grad, addresses, sizes, grad_addresses) -> list or None
+//
+// The gradients of a planned group's step, where the plan still holds: `params` is the list
+// `expected` (the same objects, in order); parameter i has a gradient exactly where
+// has_grad[i] (one byte each) says; and the j-th parameter with a gradient still has its data
+// at addresses[j] and a dense, contiguous gradient of sizes[j] elements. Then the gradients'
+// data addresses are written to grad_addresses (a writable buffer of as many int64) and the
+// gradients returned as a list; else None, and grad_addresses is left as it was.
+PyObject* plan_grads(PyObject*, PyObject* args) {
+  PyObject *params, *expected, *has_obj, *addresses_obj, *sizes_obj, *out_obj;
+  if (!PyArg_ParseTuple(args, "O!O!OOOO", &PyList_Type, &params, &PyList_Type, &expected,
+                        &has_obj, &addresses_obj, &sizes_obj, &out_obj))
+    return nullptr;
+  const Py_ssize_t n = PyList_GET_SIZE(expected);
+  Py_buffer has;
+  if (PyObject_GetBuffer(has_obj, &has, PyBUF_C_CONTIGUOUS) != 0) return nullptr;
+  if (has.len != n) {
+    PyErr_Format(PyExc_ValueError, "has_grad: %zd bytes expected, got %zd", n, has.len);
+    PyBuffer_Release(&has);
+    return nullptr;
+  }
+  const auto* with_grad = static_cast<const unsigned char*>(has.buf);
+  Py_ssize_t m = 0;
+  for (Py_ssize_t i = 0; i < n; ++i) m += with_grad[i] != 0;
+  Py_buffer addresses, sizes, out;
+  if (!int64_table(addresses_obj, &addresses, m, "addresses")) {
+    PyBuffer_Release(&has);
+    return nullptr;
+  }
+  if (!int64_table(sizes_obj, &sizes, m, "sizes")) {
+    PyBuffer_Release(&has);
+    PyBuffer_Release(&addresses);
+    return nullptr;
+  }
+  if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) != 0 ||
+      out.len != m * static_cast<Py_ssize_t>(sizeof(int64_t))) {
+    if (!PyErr_Occurred()) {
+      PyErr_Format(PyExc_ValueError, "grad_addresses: %zd int64 values expected", m);
+      PyBuffer_Release(&out);
+    }
+    PyBuffer_Release(&has);
+    PyBuffer_Release(&addresses);
+    PyBuffer_Release(&sizes);
+    return nullptr;
+  }
+  const auto* address = static_cast<const int64_t*>(addresses.buf);
+  const auto* size = static_cast<const int64_t*>(sizes.buf);
+  std::vector<const at::Tensor*> grads;
+  std::vector<int64_t> grad_address;
+  grads.reserve(m);
+  grad_address.reserve(m);
+  bool holds = PyList_GET_SIZE(params) == n;
+  Py_ssize_t j = 0;  // the parameters with a gradient so far
+  try {
+    for (Py_ssize_t i = 0; holds && i < n; ++i) {
+      PyObject* item = PyList_GET_ITEM(params, i);
+      if (item != PyList_GET_ITEM(expected, i)) {
+        holds = false;
+        break;
+      }
+      const c10::TensorImpl* impl = impl_of(item);
+      const at::Tensor& grad = impl->grad();
+      if (grad.defined() != (with_grad[i] != 0)) {
+        holds = false;
+      } else if (grad.defined()) {
+        const c10::TensorImpl* g = grad.unsafeGetTensorImpl();
+        holds = reinterpret_cast<int64_t>(impl->data()) == address[j] &&
+                g->layout() == c10::kStrided && g->numel() == size[j] && g->is_contiguous();
+        if (holds) {
+          grads.push_back(&grad);
+          grad_address.push_back(reinterpret_cast<int64_t>(g->data()));
+        }
+        ++j;
+      }
+    }
+  } catch (const std::exception&) {
+    holds = false;  // a tensor that refuses data() or is_contiguous(): the ordinary path says why
+  }
+  holds = holds && j == m;
+  PyObject* result = Py_None;
+  if (holds) {
+    result = PyList_New(m);
+    for (Py_ssize_t j = 0; result != nullptr && j < m; ++j) {
+      PyObject* wrapped = nullptr;
+      try {
+        wrapped = THPVariable_Wrap(*grads[j]);
+      } catch (const std::exception& error) {
+        PyErr_SetString(PyExc_RuntimeError, error.what());
+      }
+      if (wrapped == nullptr) {
+        Py_CLEAR(result);
+        break;
+      }
+      PyList_SET_ITEM(result, j, wrapped);
+    }
+    if (result != nullptr)
+      std::copy(grad_address.begin(), grad_address.end(), static_cast<int64_t*>(out.buf));
+  } else {
+    Py_INCREF(result);
+  }
+  PyBuffer_Release(&has);
+  PyBuffer_Release(&addresses);
+  PyBuffer_Release(&sizes);
+  PyBuffer_Release(&out);
+  return result;
+}
+
 // bump(tensors): every version counter + 1, as torch.autograd.graph.increment_version
 // (which leaves inference tensors alone: they have no counter).
 PyObject* bump(PyObject*, PyObject* tensors) {
@@ -108,6 +216,7 @@ PyObject* bump(PyObject*, PyObject* tensors) {
 
 PyMethodDef methods[] = {
     {"flat_status", flat_status, METH_VARARGS, "See group_pass.cpp."},
+    {"plan_grads", plan_grads, METH_VARARGS, "See group_pass.cpp."},
     {"bump", bump, METH_O, "See group_pass.cpp."},
     {nullptr, nullptr, 0, nullptr}};
 

@@ -1,9 +1,10 @@
-"""The per-step checks of a flat group and the version bump of a planned step: one C++ loop
+"""The per-step checks of a planned group and the version bump of its step: one C++ loop
 (:mod:`.loader`) where it is built, else the same in Python (see :mod:`rmsprop.torch.native`).
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Sequence
 
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from .loader import load
 
-__all__ = ["BOUND", "GRADS_UNBOUND", "MOVED", "FlatWatch", "bump_versions"]
+__all__ = ["BOUND", "GRADS_UNBOUND", "MOVED", "FlatWatch", "PlanWatch", "bump_versions"]
 
 MOVED, GRADS_UNBOUND, BOUND = 0, 1, 2
 """:meth:`FlatWatch.status`: a parameter moved out of its place (or the list changed); every
@@ -21,6 +22,8 @@ parameter in place but some gradient not its view; all in place and bound."""
 
 _GRAD = operator.attrgetter("grad")
 _PTR = Tensor.data_ptr
+_NUMEL = Tensor.numel
+_CONTIGUOUS = Tensor.is_contiguous
 
 
 class FlatWatch:
@@ -53,6 +56,55 @@ class FlatWatch:
         if all(map(operator.is_, map(_GRAD, params), self.grad_views)):
             return BOUND
         return GRADS_UNBOUND
+
+
+class PlanWatch:
+    """What a planned group's step must find unchanged: the group's parameters (the same
+    objects in order), which of them have a gradient, and for those, their data's address and
+    their gradient's size and contiguity; the gradients' addresses are read at each step."""
+
+    def __init__(self, group_params: Sequence[Tensor], params: Sequence[Tensor]) -> None:
+        """``params``: those of ``group_params`` with a gradient, in the group's order."""
+        self.group_params = list(group_params)
+        has = set(map(id, params))
+        self.has_grad = [id(p) in has for p in self.group_params]
+        self.params = list(params)
+        self.param_ptrs = list(map(_PTR, self.params))
+        self.sizes = list(map(_NUMEL, self.params))
+        self.has_grad_table = np.array(self.has_grad, dtype=np.uint8)
+        self.address_table = np.array(self.param_ptrs, dtype=np.int64)
+        self.size_table = np.array(self.sizes, dtype=np.int64)
+        self.grad_addresses = np.zeros(len(self.params), dtype=np.int64)
+
+    def grads(self, group_params: list[Tensor]) -> tuple[list[Tensor], np.ndarray] | None:
+        """This step's gradients of :attr:`params` and their data addresses while the plan
+        holds for ``group_params`` (the group's list now), else ``None``."""
+        native = load()
+        if native is None or type(group_params) is not list:
+            return self.grads_in_python(group_params)
+        grads = native.plan_grads(group_params, self.group_params, self.has_grad_table,
+                                  self.address_table, self.size_table, self.grad_addresses)
+        return None if grads is None else (grads, self.grad_addresses)
+
+    def grads_in_python(self, group_params: Sequence[Tensor]
+                        ) -> tuple[list[Tensor], np.ndarray] | None:
+        """:meth:`grads` without the C++ loop."""
+        if len(group_params) != len(self.group_params) or not all(
+                map(operator.is_, group_params, self.group_params)):
+            return None
+        grads = list(map(_GRAD, group_params))
+        if list(map(operator.is_not, grads, itertools.repeat(None))) != self.has_grad:
+            return None
+        if len(grads) != len(self.params):
+            grads = list(itertools.compress(grads, self.has_grad))
+        try:
+            ptrs = list(map(_PTR, grads))
+            if (list(map(_NUMEL, grads)) != self.sizes or not all(map(_CONTIGUOUS, grads))
+                    or list(map(_PTR, self.params)) != self.param_ptrs):
+                return None
+        except RuntimeError:  # a sparse gradient: the ordinary path says so
+            return None
+        return grads, np.array(ptrs, dtype=np.int64)
 
 
 def bump_versions(tensors: Sequence[Tensor]) -> None:
