@@ -222,3 +222,63 @@ def test_rmsprop_native_0_does_not_try_to_build(monkeypatch):
         warnings.simplefilter("error")
         steps_of(4)
     assert native.load() is None
+
+
+@pytest.fixture
+def fake_compiler(compiled, tmp_path, monkeypatch):
+    """torch's extension loader replaced by one that 'compiles' by copying the library built
+    for this test run, counting its calls; the cache in a temporary directory."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    library = native_library()  # where the real build of this run was kept
+    assert library.exists()
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    calls = []
+
+    def load_extension(name, sources, build_directory, **kwargs):
+        calls.append(build_directory)
+        if kwargs.get("interrupt"):
+            raise KeyboardInterrupt
+        target = f"{build_directory}/{name}{cpp_extension.LIB_EXT}"
+        with open(library, "rb") as src, open(target, "wb") as dst:
+            dst.write(src.read())
+        return compiled
+
+    monkeypatch.setattr(cpp_extension, "load", load_extension)
+    return calls
+
+
+def native_library():
+    """Where the library is kept in the cache directory of this moment."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    return loader.cache_dir() / f"{loader.module_name()}{cpp_extension.LIB_EXT}"
+
+
+def test_a_build_is_kept_and_loaded_from_the_cache_afterwards(fake_compiler, tmp_path):
+    first = loader.build()
+    assert len(fake_compiler) == 1
+    kept = sorted(p.name for p in (tmp_path / "rmsprop").iterdir())
+    assert kept == [native_library().name]  # the scratch directory is gone
+    again = loader.build()  # from the cache: torch's loader not called
+    assert len(fake_compiler) == 1
+    assert again.flat_status is not None and first is not None
+
+
+def test_an_interrupted_build_leaves_nothing_that_blocks_the_next(fake_compiler, tmp_path,
+                                                                  monkeypatch):
+    import torch.utils.cpp_extension as cpp_extension
+
+    compile_ = cpp_extension.load
+    monkeypatch.setattr(cpp_extension, "load",
+                        lambda *a, **k: compile_(*a, **k, interrupt=True))
+    with pytest.raises(KeyboardInterrupt):
+        loader.build()
+    assert list((tmp_path / "rmsprop").iterdir()) == []  # no half-built library, no lock
+    # a killed process's scratch directory, lock file and all, does not stop the next build
+    stale = tmp_path / "rmsprop" / f"{loader.module_name()}-killed"
+    stale.mkdir()
+    (stale / "lock").write_text("")
+    monkeypatch.setattr(cpp_extension, "load", compile_)
+    assert loader.build() is not None
+    assert native_library().exists()

@@ -12,9 +12,9 @@ issue 19). ``group_pass.cpp`` reads the same fields in one C++ loop, where the c
 many tensors overlap.
 
 It is compiled at first use by :func:`torch.utils.cpp_extension.load` (a C++ compiler and
-ninja; about 20 s on two cores) and cached in torch's extension directory
+ninja; about 15 s on two cores) and kept in ``rmsprop/`` under torch's extension directory
 (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), once per machine, torch
-and source: :func:`build` does it ahead (in a container image, say). Where it cannot be built,
+and source (:mod:`.loader`): :func:`build` does it ahead (in a container image, say). Where it cannot be built,
 or with ``RMSPROP_NATIVE=0``, the same checks run in Python, with the same results, slower
 (:mod:`.group_pass`); a :class:`NativeBuildWarning` says once why it was not built.
 """

@@ -1,10 +1,20 @@
-"""Compiling and loading ``group_pass.cpp`` (see :mod:`rmsprop.torch.native`)."""
+"""Compiling and loading ``group_pass.cpp`` (see :mod:`rmsprop.torch.native`).
+
+Each build runs in a scratch directory of its own and the finished library is moved into
+place with one ``os.replace``: a build that is interrupted (Ctrl-C during the first step, a
+killed CI job) leaves a scratch directory, never a half-written library or the lock file on
+which :func:`torch.utils.cpp_extension.load` would wait forever at the next start. Two
+processes that build at once each move an identical library into place.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -12,7 +22,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["ENV", "SOURCE", "NativeBuildWarning", "build", "load", "module_name"]
+__all__ = ["ENV", "SOURCE", "NativeBuildWarning", "build", "cache_dir", "load", "module_name"]
 
 ENV = "RMSPROP_NATIVE"
 """Set to ``0`` to run the checks in Python without trying to build the C++ loop."""
@@ -34,13 +44,47 @@ def module_name() -> str:
     return f"rmsprop_group_pass_{hashlib.sha256(key).hexdigest()[:16]}"
 
 
+def cache_dir() -> Path:
+    """Where the built library is kept: ``rmsprop`` in torch's extension directory
+    (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / "rmsprop"
+
+
+def _import(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def build() -> ModuleType:
-    """Compile ``group_pass.cpp`` (or load it from torch's extension cache) and return it;
-    raises what :func:`torch.utils.cpp_extension.load` raises (no compiler, no ninja...)."""
+    """The compiled ``group_pass.cpp``: from :func:`cache_dir` if it was built before, else
+    compiled by :func:`torch.utils.cpp_extension.load` (raising what it raises: no compiler,
+    no ninja...) and kept there."""
+    from torch.utils.cpp_extension import LIB_EXT
     from torch.utils.cpp_extension import load as load_extension
 
-    return load_extension(module_name(), sources=[str(SOURCE)], extra_cflags=["-O2"],
-                          is_python_module=True, verbose=False)
+    name = module_name()
+    root = cache_dir()
+    kept = root / f"{name}{LIB_EXT}"
+    if kept.exists():
+        return _import(name, kept)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+    try:
+        module = load_extension(name, sources=[str(SOURCE)], extra_cflags=["-O2"],
+                                build_directory=str(scratch), is_python_module=True,
+                                verbose=False)
+        built = scratch / f"{module.__name__}{LIB_EXT}"
+        if module.__name__ == name:  # torch renames a second build in one process: not kept
+            os.replace(built, kept)
+        return module
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def load() -> ModuleType | None:
