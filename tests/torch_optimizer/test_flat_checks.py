@@ -145,3 +145,45 @@ def test_a_graph_saved_before_a_step_is_told_the_parameters_changed(flat):
     assert all(p._version > v for p, v in zip(lin.parameters(), versions))
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         saved.backward()
+
+
+@pytest.mark.parametrize("edit", ["replace", "swap"])
+def test_an_edited_param_list_gives_the_numbers_of_flat_false(edit):
+    """``param_groups[0]["params"]`` changed in place (same list object): the flat layout no
+    longer matches the group, which then steps as an ordinary one."""
+    def run(flat):
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(3,), (5,), (5,)]]
+        extra = torch.nn.Parameter(torch.randn(5, generator=gen))
+        opt = RMSprop(params, lr=1e-2, impl="fused", flat=flat)
+        for step in range(5):
+            step_gen = torch.Generator().manual_seed(100 + step)
+            for p in params + [extra]:
+                p.grad = torch.randn(p.shape, generator=step_gen)
+            if step == 2:
+                listed = opt.param_groups[0]["params"]
+                if edit == "replace":
+                    listed[1] = extra
+                else:
+                    listed[1], listed[2] = listed[2], listed[1]
+            if not flat:
+                group_plan.forget(opt)
+            opt.step()
+        return [p.detach() for p in params + [extra]]
+
+    for i, (a, b) in enumerate(zip(run(False), run(True))):
+        assert torch.equal(a, b), i
+
+
+def test_an_empty_parameter_keeps_the_group_flat():
+    """data_ptr() of an empty tensor is 0 wherever its view lies: the layout must not take it
+    for a parameter moved out of the buffer."""
+    params = [torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(0)),
+              torch.nn.Parameter(torch.ones(3))]
+    opt = RMSprop(params, lr=1e-2, impl="fused", flat=True)
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.full_like(p, 0.5)
+        opt.step()
+    plan = group_plan.plans_of(opt)[id(opt.param_groups[0])]
+    assert plan.layout is not None

@@ -38,6 +38,14 @@ def _reorder(params, opt):
     opt.param_groups[0]["params"][0], opt.param_groups[0]["params"][1] = params[1], params[0]
 
 
+def _same_memory_another_parameter(params, opt):
+    """Another Parameter object on the same memory, with the same gradient: only the identity
+    check sees it."""
+    other = torch.nn.Parameter(params[0].data)
+    other.grad = params[0].grad
+    opt.param_groups[0]["params"][0] = other
+
+
 # change -> the status it must give
 CHANGES = {
     "nothing": (lambda params, opt: None, BOUND),
@@ -52,6 +60,7 @@ CHANGES = {
         lambda params, opt: (setattr(params[0], "grad", params[0].grad * 2),
                              setattr(params[3], "data", params[3].data.clone())), MOVED),
     "param_list_reordered": (_reorder, MOVED),
+    "same_memory_another_parameter": (_same_memory_another_parameter, MOVED),
     "param_list_shorter": (lambda params, opt: opt.param_groups[0]["params"].pop(), MOVED),
     "param_list_longer": (
         lambda params, opt: opt.param_groups[0]["params"].append(torch.nn.Parameter(
@@ -152,11 +161,11 @@ def test_versions_go_up_by_one_as_torch_bumps_them(compiled, make):
 
 def test_inference_tensors_are_left_alone_as_torch_leaves_them(compiled):
     with torch.inference_mode():
-        frozen = torch.zeros(3)
-    live = torch.zeros(3)
-    native.bump_versions([frozen, live])  # torch's increment_version does not raise either
-    torch.autograd.graph.increment_version([frozen])
-    assert live._version == 1
+        ours, theirs = torch.zeros(3), torch.zeros(3)
+    live = [torch.zeros(3), torch.zeros(3)]
+    native.bump_versions([ours, live[0]])
+    torch.autograd.graph.increment_version([theirs, live[1]])  # neither raises
+    assert [t._version for t in live] == [1, 1]
 
 
 def test_a_list_with_something_else_raises_and_bumps_nothing(compiled):
@@ -166,11 +175,28 @@ def test_a_list_with_something_else_raises_and_bumps_nothing(compiled):
     assert [tensors[0]._version, tensors[2]._version] == [0, 0]
 
 
-def test_tables_of_the_wrong_length_raise(compiled):
+def test_an_object_whose_class_raises_is_refused_without_running_python(compiled):
+    """A type check that ran Python (__instancecheck__, __class__) could throw through C++
+    and abort the process."""
+    class Impostor:
+        @property
+        def __class__(self):
+            raise RuntimeError("no class")
+
+    with pytest.raises(TypeError, match="item 1 is a Impostor"):
+        compiled.bump([torch.zeros(1), Impostor()])
+
+
+@pytest.mark.parametrize("table", ["addresses", "grad_impls"])
+@pytest.mark.parametrize("wrong", ["length", "dtype"])
+def test_tables_of_the_wrong_length_or_type_raise(compiled, table, wrong):
     params, opt, layout = flat_group()
-    with pytest.raises(ValueError, match="addresses"):
-        compiled.flat_status(params, layout.watch.params, np.zeros(2, dtype=np.int64),
-                             layout.watch.grad_table)
+    tables = {"addresses": layout.watch.address_table, "grad_impls": layout.watch.grad_table}
+    good = tables[table]
+    tables[table] = good[:2] if wrong == "length" else good.astype(np.float64)
+    with pytest.raises(ValueError, match=f"{table}: 4 int64 values expected"):
+        compiled.flat_status(params, layout.watch.params, tables["addresses"],
+                             tables["grad_impls"])
 
 
 def test_a_changed_source_is_a_new_extension(tmp_path, monkeypatch):
@@ -282,3 +308,57 @@ def test_an_interrupted_build_leaves_nothing_that_blocks_the_next(fake_compiler,
     monkeypatch.setattr(cpp_extension, "load", compile_)
     assert loader.build() is not None
     assert native_library().exists()
+
+
+def test_a_build_warning_raised_as_an_error_stops_the_step_before_it_writes(monkeypatch):
+    """Under ``-W error`` the warning is an exception: it must come before any group has
+    stepped, and the next step runs (in Python) without trying again."""
+    use_path(monkeypatch, "native")
+    monkeypatch.setattr(loader, "_built", [])
+    attempts = []
+
+    def no_compiler():
+        attempts.append(1)
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(loader, "build", no_compiler)
+    gen = torch.Generator().manual_seed(5)
+    first = [torch.nn.Parameter(torch.randn(4, generator=gen)) for _ in range(3)]
+    second = [torch.nn.Parameter(torch.randn(4, generator=gen)) for _ in range(3)]
+    for p in first + second:
+        p.grad = torch.randn(4, generator=gen)
+    opt = RMSprop([{"params": first, "impl": "loop"}, {"params": second}], lr=1e-2,
+                  impl="fused")
+    before = [p.detach().clone() for p in first + second]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", native.NativeBuildWarning)
+        with pytest.raises(native.NativeBuildWarning):
+            opt.step()
+        assert all(torch.equal(p, b) for p, b in zip(first + second, before))
+        assert len(opt.state) == 0
+        opt.step()  # no second attempt, no warning: the Python checks
+    assert len(attempts) == 1
+    # one step from the same start, by an optimizer that never failed: nothing was half done
+    clones = [torch.nn.Parameter(b.clone()) for b in before]
+    for c, p in zip(clones, first + second):
+        c.grad = p.grad.clone()
+    reference = RMSprop([{"params": clones[:3], "impl": "loop"}, {"params": clones[3:]}],
+                        lr=1e-2, impl="fused")
+    reference.step()
+    assert all(torch.equal(c, p) for c, p in zip(clones, first + second))
+
+
+def test_a_small_group_never_builds_the_loop(monkeypatch):
+    monkeypatch.delenv(native.ENV, raising=False)
+    monkeypatch.setattr(loader, "_built", [])
+
+    def must_not_build():
+        raise AssertionError("built for a group of 4 tensors")
+
+    monkeypatch.setattr(loader, "build", must_not_build)
+    assert native.MIN_TENSORS > 4
+    params, opt, layout = flat_group()
+    for _ in range(3):
+        opt.step()
+    opt.zero_grad()
+    assert loader.built() is None

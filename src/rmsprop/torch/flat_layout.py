@@ -51,8 +51,8 @@ class FlatLayout:
                 view.copy_(p.detach())
             for p, view in zip(params, views):
                 p.data = view
-        base, size = self.param_buffer.data_ptr(), self.param_buffer.element_size()
-        self.addresses = [base + o * size for o in self.offsets]
+        # read back, not computed: data_ptr() of an empty tensor is 0, wherever its view lies
+        self.addresses = [p.data_ptr() for p in params]
         self.grad_views = self.views_of(self.grad_buffer)
         for p, view in zip(params, self.grad_views):
             if p.grad is not None:
@@ -65,9 +65,11 @@ class FlatLayout:
         return [buffer[o:o + n].view(p.shape)
                 for p, o, n in zip(self.params, self.offsets, self.numels)]
 
-    def intact(self) -> bool:
-        """Every parameter is still its view of the buffer (``p.data = ...`` moves it out)."""
-        return self.watch.status(self.params) != MOVED
+    def intact(self, params: list[Tensor] | None = None) -> bool:
+        """Every parameter is still its view of the buffer (``p.data = ...`` moves it out);
+        with ``params`` (the group's list now), also that it holds the same parameters in the
+        same order."""
+        return self.watch.status(self.params if params is None else params) != MOVED
 
     def bind_grads(self, grads: Sequence[Tensor | None]) -> None:
         """Copy every set gradient that is not its view into its view, and rebind

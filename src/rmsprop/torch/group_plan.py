@@ -113,7 +113,7 @@ class GroupPlan:
             return None
         group_params = list(group["params"])
         if layout is not None and not (
-                len(params) == len(group_params) and layout.intact()
+                len(params) == len(group_params) and layout.intact(group_params)
                 and layout.adopt_state(states, _state_names(tensors))):
             layout = None
         counters = torch.stack([s.detach() for s in steps])

@@ -22,7 +22,7 @@ from ..errors import StateDictError
 from ..spec import FLAVORS, OPTION_NAMES, RMSpropSpec, check_impl, resolve
 from ..update import state_keys
 from .functional import NonFiniteGradientError, choose_impl, rmsprop, wants_torch_path
-from . import group_plan, state_schema
+from . import group_plan, native, state_schema
 from .flat_layout import FlatLayout
 from .group_plan import GroupPlan
 from .kernels import PLANNED, PLANNED_FINITE, TensorLists, plannable
@@ -444,6 +444,8 @@ class RMSprop(Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError("RMSprop does not support sparse gradients")
         impl = self.impl_of(group, params) if params else None
+        if impl in PLANNED or id(group["params"]) in _layouts_of(self):
+            native.ready_for(len(group["params"]))  # a build and its warning: before any step
         if params and group["capturable"]:
             _check_capturable_devices(self, params)
         if params and group["state_precision"] != "fp32":
@@ -596,7 +598,7 @@ def _intact_layout(optimizer: RMSprop, group: dict[str, Any]) -> FlatLayout | No
     entry = layouts.get(id(group["params"]))
     if entry is None:
         return None
-    if not entry[1].intact():
+    if not entry[1].intact(group["params"]):  # also drops a group whose list was edited
         del layouts[id(group["params"])]
         return None
     return entry[1]

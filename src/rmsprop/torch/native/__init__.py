@@ -11,7 +11,8 @@ evicted: on 2000 small tensors that cost more than the kernel itself (benchmarks
 issue 19). ``group_pass.cpp`` reads the same fields in one C++ loop, where the cache misses of
 many tensors overlap.
 
-It is compiled at first use by :func:`torch.utils.cpp_extension.load` (a C++ compiler and
+Groups of fewer than :data:`MIN_TENSORS` tensors keep the Python checks: the loop is built
+only where it pays. It is compiled at first use by :func:`torch.utils.cpp_extension.load` (a C++ compiler and
 ninja; about 15 s on two cores) and kept in ``rmsprop/`` under torch's extension directory
 (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), once per machine, torch
 and source (:mod:`.loader`): :func:`build` does it ahead (in a container image, say). Where it cannot be built,
@@ -19,8 +20,11 @@ or with ``RMSPROP_NATIVE=0``, the same checks run in Python, with the same resul
 (:mod:`.group_pass`); a :class:`NativeBuildWarning` says once why it was not built.
 """
 
-from .loader import ENV, NativeBuildWarning, build, load
-from .group_pass import BOUND, GRADS_UNBOUND, MOVED, FlatWatch, PlanWatch, bump_versions
+from .loader import ENV, NativeBuildWarning, build, built, load
+from .group_pass import (
+    BOUND, GRADS_UNBOUND, MIN_TENSORS, MOVED, FlatWatch, PlanWatch, bump_versions, ready_for,
+)
 
-__all__ = ["BOUND", "ENV", "GRADS_UNBOUND", "MOVED", "FlatWatch", "NativeBuildWarning",
-           "PlanWatch", "build", "bump_versions", "load"]
+__all__ = ["BOUND", "ENV", "GRADS_UNBOUND", "MIN_TENSORS", "MOVED", "FlatWatch",
+           "NativeBuildWarning", "PlanWatch", "build", "built", "bump_versions", "load",
+           "ready_for"]

@@ -21,12 +21,16 @@ c10::TensorImpl* impl_of(PyObject* tensor) {
   return THPVariable_Unpack(tensor).unsafeGetTensorImpl();
 }
 
-// A buffer of n int64 values (a NumPy array, say), or a Python error.
+// A buffer of n int64 values (a NumPy int64 array, say), or a Python error.
 bool int64_table(PyObject* obj, Py_buffer* view, Py_ssize_t n, const char* name) {
-  if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS) != 0) return false;
-  if (view->len != n * static_cast<Py_ssize_t>(sizeof(int64_t))) {
-    PyErr_Format(PyExc_ValueError, "%s: %zd int64 values expected, got %zd bytes", name, n,
-                 view->len);
+  if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) return false;
+  const char* format = view->format == nullptr ? "B" : view->format;
+  const char code = format[0] == '<' || format[0] == '=' || format[0] == '@' ? format[1]
+                                                                               : format[0];
+  if (view->itemsize != 8 || (code != 'q' && code != 'l') ||
+      view->len != n * static_cast<Py_ssize_t>(sizeof(int64_t))) {
+    PyErr_Format(PyExc_ValueError, "%s: %zd int64 values expected, got %zd bytes of '%s'",
+                 name, n, view->len, format);
     PyBuffer_Release(view);
     return false;
   }
@@ -193,7 +197,8 @@ PyObject* bump(PyObject*, PyObject* tensors) {
   impls.reserve(n);
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(tensors, i);
-    if (!THPVariable_Check(item)) {
+    // a C-level type check: THPVariable_Check may run Python (__instancecheck__) and throw
+    if (!PyObject_TypeCheck(item, reinterpret_cast<PyTypeObject*>(THPVariableClass))) {
       PyErr_Format(PyExc_TypeError, "bump: item %zd is a %s, not a tensor", i,
                    Py_TYPE(item)->tp_name);
       return nullptr;  // before any counter moved
@@ -214,10 +219,24 @@ PyObject* bump(PyObject*, PyObject* tensors) {
   Py_RETURN_NONE;
 }
 
+// No C++ exception may cross into Python (it would abort the process): the functions catch
+// what their loops can throw; this is the last resort for anything else (bad_alloc, say).
+template <PyObject* (*Function)(PyObject*, PyObject*)>
+PyObject* guarded(PyObject* self, PyObject* args) noexcept {
+  try {
+    return Function(self, args);
+  } catch (const std::exception& error) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, error.what());
+  } catch (...) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "unknown C++ exception");
+  }
+  return nullptr;
+}
+
 PyMethodDef methods[] = {
-    {"flat_status", flat_status, METH_VARARGS, "See group_pass.cpp."},
-    {"plan_grads", plan_grads, METH_VARARGS, "See group_pass.cpp."},
-    {"bump", bump, METH_O, "See group_pass.cpp."},
+    {"flat_status", guarded<flat_status>, METH_VARARGS, "See group_pass.cpp."},
+    {"plan_grads", guarded<plan_grads>, METH_VARARGS, "See group_pass.cpp."},
+    {"bump", guarded<bump>, METH_O, "See group_pass.cpp."},
     {nullptr, nullptr, 0, nullptr}};
 
 #define RMSPROP_STR2(x) #x

@@ -12,9 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .loader import load
+from .loader import built, load
 
-__all__ = ["BOUND", "GRADS_UNBOUND", "MOVED", "FlatWatch", "PlanWatch", "bump_versions"]
+__all__ = ["BOUND", "GRADS_UNBOUND", "MOVED", "MIN_TENSORS", "FlatWatch", "PlanWatch",
+           "bump_versions", "ready_for"]
+
+MIN_TENSORS = 256
+"""Groups of fewer tensors run the checks in Python and never build the C++ loop: there it
+would save tens of microseconds a step, against a compiler and ninja and 15 s once."""
 
 MOVED, GRADS_UNBOUND, BOUND = 0, 1, 2
 """:meth:`FlatWatch.status`: a parameter moved out of its place (or the list changed); every
@@ -24,6 +29,18 @@ _GRAD = operator.attrgetter("grad")
 _PTR = Tensor.data_ptr
 _NUMEL = Tensor.numel
 _CONTIGUOUS = Tensor.is_contiguous
+
+
+def ready_for(count: int) -> None:
+    """Build (or load) the C++ loop now if a group of ``count`` tensors will use it: called
+    while a step checks its groups, before anything changes, so that a build's warning (an
+    error under ``-W error``) stops the step before it writes."""
+    if count >= MIN_TENSORS:
+        load()
+
+
+def _loop_for(count: int):
+    return load() if count >= MIN_TENSORS else None
 
 
 class FlatWatch:
@@ -42,7 +59,7 @@ class FlatWatch:
     def status(self, params: list[Tensor]) -> int:
         """:data:`MOVED`, :data:`GRADS_UNBOUND` or :data:`BOUND` for ``params`` (the group's
         list now, which must be :attr:`params`, the same objects in order)."""
-        native = load()
+        native = _loop_for(len(self.params))
         if native is not None and type(params) is list:
             return native.flat_status(params, self.params, self.address_table, self.grad_table)
         return self.status_in_python(params)
@@ -79,7 +96,7 @@ class PlanWatch:
     def grads(self, group_params: list[Tensor]) -> tuple[list[Tensor], np.ndarray] | None:
         """This step's gradients of :attr:`params` and their data addresses while the plan
         holds for ``group_params`` (the group's list now), else ``None``."""
-        native = load()
+        native = _loop_for(len(self.group_params))
         if native is None or type(group_params) is not list:
             return self.grads_in_python(group_params)
         grads = native.plan_grads(group_params, self.group_params, self.has_grad_table,
@@ -109,8 +126,9 @@ class PlanWatch:
 
 def bump_versions(tensors: Sequence[Tensor]) -> None:
     """Every tensor's version counter plus one, as :func:`torch.autograd.graph.increment_version`
-    (which it calls where the C++ loop is not built)."""
-    native = load()
+    (which it calls where the C++ loop is not loaded: this runs after a kernel wrote, so it
+    never starts a build)."""
+    native = built() if len(tensors) >= MIN_TENSORS else None
     if native is None:
         torch.autograd.graph.increment_version(tensors)
     else:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -22,13 +24,16 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["ENV", "SOURCE", "NativeBuildWarning", "build", "cache_dir", "load", "module_name"]
+__all__ = ["ENV", "SOURCE", "NativeBuildWarning", "build", "built", "cache_dir", "disabled",
+           "load", "module_name"]
 
 ENV = "RMSPROP_NATIVE"
-"""Set to ``0`` to run the checks in Python without trying to build the C++ loop."""
+"""Set to ``0`` (or ``false``, ``off``, ``no``) to run the checks in Python without trying to
+build the C++ loop."""
 
 SOURCE = Path(__file__).with_name("group_pass.cpp")
 
+_log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _built: list[ModuleType | None] = []  # after the first try: the module, or None if it failed
 
@@ -38,9 +43,10 @@ class NativeBuildWarning(RuntimeWarning):
 
 
 def module_name() -> str:
-    """The extension's name: one per source, torch and Python, so that a changed source or
-    another torch is compiled anew rather than loaded stale from torch's extension cache."""
-    key = SOURCE.read_bytes() + f"{torch.__version__} {sys.version}".encode()
+    """The extension's name: one per source, torch, Python and machine architecture, so that
+    a changed source, another torch or another machine sharing the cache directory compiles
+    its own rather than loading one that does not fit."""
+    key = SOURCE.read_bytes() + f"{torch.__version__} {sys.version} {platform.machine()}".encode()
     return f"rmsprop_group_pass_{hashlib.sha256(key).hexdigest()[:16]}"
 
 
@@ -74,6 +80,7 @@ def build() -> ModuleType:
     if kept.exists():
         return _import(name, kept)
     root.mkdir(parents=True, exist_ok=True)
+    _log.info("rmsprop: compiling %s into %s (once per machine)", SOURCE.name, kept)
     scratch = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
     try:
         module = load_extension(name, sources=[str(SOURCE)], extra_cflags=["-O2"],
@@ -87,23 +94,38 @@ def build() -> ModuleType:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def disabled() -> bool:
+    """Whether ``RMSPROP_NATIVE`` turns the C++ loop off."""
+    return os.environ.get(ENV, "").strip().lower() in ("0", "false", "off", "no")
+
+
+def built() -> ModuleType | None:
+    """The module if this process has loaded it already (never builds: for the code that
+    runs after a step has begun to write, where a build's warning must not stop it)."""
+    return None if disabled() or not _built else _built[0]
+
+
 def load() -> ModuleType | None:
-    """The compiled module, built at the first call of the process; ``None`` with
-    ``RMSPROP_NATIVE=0`` or when it cannot be built (a :class:`NativeBuildWarning`, once)."""
-    if os.environ.get(ENV) == "0":
+    """The compiled module, built (or loaded from the cache) at the first call of the
+    process; ``None`` with ``RMSPROP_NATIVE=0`` or when it cannot be built (a
+    :class:`NativeBuildWarning`, once)."""
+    if disabled():
         return None
     if _built:
         return _built[0]
     with _lock:
-        if not _built:
-            try:
-                _built.append(build())
-            except Exception as error:  # any failure of the toolchain: Python does the work
-                reason = (str(error).strip().splitlines() or [""])[0][:300]
-                warnings.warn(
-                    f"rmsprop: the C++ loop over param groups could not be built "
-                    f"({type(error).__name__}: {reason}); the same checks run in Python, "
-                    f"slower. Set {ENV}=0 to skip the attempt.",
-                    NativeBuildWarning, stacklevel=3)
-                _built.append(None)
-        return _built[0]
+        if _built:
+            return _built[0]
+        try:
+            module = build()
+        except Exception as error:  # any failure of the toolchain: Python does the work
+            _built.append(None)  # before the warning, which a filter may turn into an error
+            reason = (str(error).strip().splitlines() or [""])[0][:300]
+            warnings.warn(
+                f"rmsprop: the C++ loop over param groups could not be built "
+                f"({type(error).__name__}: {reason}); the same checks run in Python, "
+                f"slower. Set {ENV}=0 to skip the attempt.",
+                NativeBuildWarning, stacklevel=2)
+            return None
+        _built.append(module)
+        return module
