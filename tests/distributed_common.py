@@ -7,9 +7,10 @@ halves with the loss halved (``micro_batches=2``), which accumulates exactly the
 two halved gradients DDP and FSDP2 form (halving is exact in floating point), so those runs
 must agree bit for bit.
 
-``python tests/distributed_common.py OUT ONE_RANK_DIR`` with RANK, WORLD_SIZE, MASTER_ADDR and
-MASTER_PORT set is one rank of the group: it runs every distributed check once and rank 0
-writes the results to OUT/results.pt for the test module to compare.
+``python tests/distributed_common.py OUT ONE_RANK_DIR`` with RANK set is one rank of the group
+(which meets through a file in OUT: no port to choose, none another process can take first):
+it runs every distributed check once and rank 0 writes the results to OUT/results.pt for the
+test module to compare.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def _worker(out_dir: str, one_rank_dir: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     rank = int(os.environ["RANK"])
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
+    rendezvous = Path(out_dir, "rendezvous").as_uri()  # a FileStore, created by the first rank
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=WORLD_SIZE)
     torch.set_num_threads(1)
     results: dict[Any, Any] = {}
     for impl in impls():

@@ -18,7 +18,6 @@ single-process training in this process:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -46,12 +45,6 @@ pytestmark = pytest.mark.distributed
 
 WORKER = Path(__file__).resolve().parents[1] / "distributed_common.py"
 TIMEOUT_S = 300
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _assert_states_equal(actual: list[dict], expected: list[dict]) -> None:
@@ -84,8 +77,7 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
             train_single(model, optimizer, 0, STEPS, micro_batches=2)
             dcp_save(model, optimizer, str(one_rank / impl))
     env = {
-        **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-        "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+        **os.environ, "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
     }
     if Path("/sys/class/net/lo").exists():
         env["GLOO_SOCKET_IFNAME"] = "lo"  # keep gloo's connections on the loopback device

@@ -177,13 +177,18 @@ def test_an_edited_param_list_gives_the_numbers_of_flat_false(edit):
 
 def test_an_empty_parameter_keeps_the_group_flat():
     """data_ptr() of an empty tensor is 0 wherever its view lies: the layout must not take it
-    for a parameter moved out of the buffer."""
-    params = [torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(0)),
-              torch.nn.Parameter(torch.ones(3))]
-    opt = RMSprop(params, lr=1e-2, impl="fused", flat=True)
-    for _ in range(3):
-        for p in params:
-            p.grad = torch.full_like(p, 0.5)
-        opt.step()
-    plan = group_plan.plans_of(opt)[id(opt.param_groups[0])]
+    for a parameter moved out of the buffer (and the numbers stay those of flat=False)."""
+    sides = []
+    for flat in (False, True):
+        params = [torch.nn.Parameter(torch.linspace(-1, 1, 4)), torch.nn.Parameter(torch.ones(0)),
+                  torch.nn.Parameter(torch.linspace(0, 2, 3))]
+        opt = RMSprop(params, lr=1e-2, impl="fused", momentum=0.9, flat=flat)
+        for step in range(3):
+            for p in params:
+                p.grad = torch.full_like(p, 0.5 - step)
+            opt.step()
+        sides.append((params, opt))
+    plan = group_plan.plans_of(sides[1][1])[id(sides[1][1].param_groups[0])]
     assert plan.layout is not None
+    for p, q in zip(sides[0][0], sides[1][0]):
+        assert torch.equal(p, q)

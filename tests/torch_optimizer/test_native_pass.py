@@ -5,6 +5,7 @@ numbers, where the loop cannot be built."""
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from rmsprop.torch import RMSprop, native
 from rmsprop.torch.group_plan import plans_of
-from rmsprop.torch.native import BOUND, GRADS_UNBOUND, MOVED, loader
+from rmsprop.torch.native import BOUND, GRADS_UNBOUND, MOVED, group_pass, loader
 
 from native_common import use_path
 
@@ -38,12 +39,12 @@ def _reorder(params, opt):
     opt.param_groups[0]["params"][0], opt.param_groups[0]["params"][1] = params[1], params[0]
 
 
-def _same_memory_another_parameter(params, opt):
+def _same_memory_another_parameter(params, opt, i=0):
     """Another Parameter object on the same memory, with the same gradient: only the identity
     check sees it."""
-    other = torch.nn.Parameter(params[0].data)
-    other.grad = params[0].grad
-    opt.param_groups[0]["params"][0] = other
+    other = torch.nn.Parameter(params[i].data)
+    other.grad = params[i].grad
+    opt.param_groups[0]["params"][i] = other
 
 
 # change -> the status it must give
@@ -110,6 +111,8 @@ PLAN_CHANGES = {
         lambda params, opt: setattr(params[0], "data", params[0].data.clone()), True),
     "param_list_reordered": (_reorder, False),
     "param_list_shorter": (lambda params, opt: opt.param_groups[0]["params"].pop(), False),
+    "same_memory_another_parameter": (  # only the identity check sees it
+        lambda params, opt: _same_memory_another_parameter(params, opt, 1), False),
 }
 
 
@@ -236,18 +239,17 @@ def test_without_the_loop_the_step_warns_once_and_gives_the_same_numbers(monkeyp
         assert torch.equal(a, b)
 
 
-def test_rmsprop_native_0_does_not_try_to_build(monkeypatch):
+@pytest.mark.parametrize("value", ["0", "false", "OFF", "no"])
+def test_rmsprop_native_0_does_not_try_to_build(monkeypatch, value):
     monkeypatch.setattr(loader, "_built", [])
-    monkeypatch.setenv(native.ENV, "0")
-
-    def must_not_build():
-        raise AssertionError("built although RMSPROP_NATIVE=0")
-
-    monkeypatch.setattr(loader, "build", must_not_build)
+    monkeypatch.setattr(group_pass, "MIN_TENSORS", 1)  # a group that would use the loop
+    monkeypatch.setenv(native.ENV, value)
+    monkeypatch.setattr(loader, "build", lambda: pytest.fail(f"built with RMSPROP_NATIVE={value}"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         steps_of(4)
-    assert native.load() is None
+        assert native.load() is None
+    assert loader._built == []
 
 
 @pytest.fixture
@@ -285,7 +287,8 @@ def test_a_build_is_kept_and_loaded_from_the_cache_afterwards(fake_compiler, tmp
     first = loader.build()
     assert len(fake_compiler) == 1
     kept = sorted(p.name for p in (tmp_path / "rmsprop").iterdir())
-    assert kept == [native_library().name]  # the scratch directory is gone
+    library = native_library().name
+    assert kept == [library, library + ".sha256"]  # the scratch directory is gone
     again = loader.build()  # from the cache: torch's loader not called
     assert len(fake_compiler) == 1
     assert again.flat_status is not None and first is not None
@@ -351,14 +354,55 @@ def test_a_build_warning_raised_as_an_error_stops_the_step_before_it_writes(monk
 def test_a_small_group_never_builds_the_loop(monkeypatch):
     monkeypatch.delenv(native.ENV, raising=False)
     monkeypatch.setattr(loader, "_built", [])
-
-    def must_not_build():
-        raise AssertionError("built for a group of 4 tensors")
-
-    monkeypatch.setattr(loader, "build", must_not_build)
+    monkeypatch.setattr(loader, "build", lambda: pytest.fail("built for a group of 4 tensors"))
     assert native.MIN_TENSORS > 4
     params, opt, layout = flat_group()
     for _ in range(3):
         opt.step()
     opt.zero_grad()
-    assert loader.built() is None
+    assert loader._built == []  # not even tried
+
+
+def test_a_flat_group_shortened_in_place_still_builds_before_anything_changes(monkeypatch):
+    """The layout still holds the parameter the list lost: the build must come while the
+    step checks its groups, counted by the larger of the two lists, not at the layout's own
+    check inside the step (after the first group stepped)."""
+    monkeypatch.delenv(native.ENV, raising=False)
+    monkeypatch.setattr(loader, "_built", [])
+    monkeypatch.setattr(group_pass, "MIN_TENSORS", 4)
+
+    def no_compiler():
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(loader, "build", no_compiler)
+    gen = torch.Generator().manual_seed(6)
+    first = [torch.nn.Parameter(torch.randn(3, generator=gen)) for _ in range(3)]
+    flat = [torch.nn.Parameter(torch.randn(3, generator=gen)) for _ in range(4)]
+    opt = RMSprop([{"params": first}, {"params": flat}], lr=1e-2, impl="fused", flat=True)
+    opt.param_groups[1]["params"].pop()  # 3 listed, 4 in the layout
+    for p in first + flat:
+        p.grad = torch.randn(3, generator=gen)
+    before = [p.detach().clone() for p in first + flat]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", native.NativeBuildWarning)
+        with pytest.raises(native.NativeBuildWarning):
+            opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(first + flat, before))
+    assert len(opt.state) == 0
+
+
+def test_a_kept_library_cut_short_is_built_again_not_loaded(fake_compiler, tmp_path):
+    """Mapping a library cut short on disk kills the process (SIGBUS): its digest must not
+    match, and the build runs again."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    loader.build()  # kept, with its digest
+    kept = native_library()
+    whole = kept.read_bytes()
+    kept.write_bytes(whole[:4096])
+    loader.build()
+    assert len(fake_compiler) == 2
+    assert kept.read_bytes() == whole
+    digest = kept.with_name(kept.name + ".sha256").read_text()
+    assert digest == hashlib.sha256(whole).hexdigest()
+    assert cpp_extension.LIB_EXT in kept.name

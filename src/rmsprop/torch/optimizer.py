@@ -444,8 +444,9 @@ class RMSprop(Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError("RMSprop does not support sparse gradients")
         impl = self.impl_of(group, params) if params else None
-        if impl in PLANNED or id(group["params"]) in _layouts_of(self):
-            native.ready_for(len(group["params"]))  # a build and its warning: before any step
+        layout = _layouts_of(self).get(id(group["params"]))
+        if impl in PLANNED or layout is not None:  # a build and its warning: before any step
+            native.ready_for(max(len(group["params"]), len(layout[1].params) if layout else 0))
         if params and group["capturable"]:
             _check_capturable_devices(self, params)
         if params and group["state_precision"] != "fp32":

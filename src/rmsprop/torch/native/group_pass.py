@@ -32,15 +32,17 @@ _CONTIGUOUS = Tensor.is_contiguous
 
 
 def ready_for(count: int) -> None:
-    """Build (or load) the C++ loop now if a group of ``count`` tensors will use it: called
-    while a step checks its groups, before anything changes, so that a build's warning (an
-    error under ``-W error``) stops the step before it writes."""
+    """Build (or load) the C++ loop now if a group of ``count`` tensors will use it: the one
+    place that builds, called while a step checks its groups, before anything changes, so
+    that a build's warning (an error under ``-W error``) stops the step before it writes."""
     if count >= MIN_TENSORS:
         load()
 
 
 def _loop_for(count: int):
-    return load() if count >= MIN_TENSORS else None
+    """The loop for a group of ``count`` tensors if :func:`ready_for` loaded it (never
+    builds: the watches also run while a step writes, and in ``zero_grad``)."""
+    return built() if count >= MIN_TENSORS else None
 
 
 class FlatWatch:

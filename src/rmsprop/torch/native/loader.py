@@ -1,10 +1,12 @@
 """Compiling and loading ``group_pass.cpp`` (see :mod:`rmsprop.torch.native`).
 
-Each build runs in a scratch directory of its own and the finished library is moved into
-place with one ``os.replace``: a build that is interrupted (Ctrl-C during the first step, a
-killed CI job) leaves a scratch directory, never a half-written library or the lock file on
-which :func:`torch.utils.cpp_extension.load` would wait forever at the next start. Two
-processes that build at once each move an identical library into place.
+Each build runs in a scratch directory of its own and the finished library is written into
+place whole (a temporary file, fsync, ``os.replace``), with its SHA-256 beside it: a build
+that is interrupted (Ctrl-C during the first step, a killed CI job) leaves a scratch
+directory, never the lock file on which :func:`torch.utils.cpp_extension.load` would wait
+forever at the next start; a library that is not whole on disk is built again rather than
+mapped (which would crash the process). Two processes that build at once each write an
+identical library.
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ class NativeBuildWarning(RuntimeWarning):
 
 
 def module_name() -> str:
-    """The extension's name: one per source, torch, Python and machine architecture, so that
-    a changed source, another torch or another machine sharing the cache directory compiles
-    its own rather than loading one that does not fit."""
-    key = SOURCE.read_bytes() + f"{torch.__version__} {sys.version} {platform.machine()}".encode()
+    """The extension's name: one per source, torch build, Python and machine architecture, so
+    that a changed source, another torch or another machine sharing the cache directory
+    compiles its own rather than loading one that does not fit."""
+    build_of = f"{torch.__version__} {torch.version.git_version} {sys.version} {platform.machine()}"
+    key = SOURCE.read_bytes() + build_of.encode()
     return f"rmsprop_group_pass_{hashlib.sha256(key).hexdigest()[:16]}"
 
 
@@ -56,6 +59,29 @@ def cache_dir() -> Path:
     from torch.utils.cpp_extension import get_default_build_root
 
     return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / "rmsprop"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _intact(kept: Path, digest: Path) -> bool:
+    """The kept library is whole: its SHA-256 is the one written beside it after it was moved
+    into place (a library cut short, by a crash before the disk had it or a partly restored
+    cache, would crash the process that maps it)."""
+    try:
+        return digest.read_text().strip() == _digest(kept)
+    except OSError:
+        return False
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """``data`` into ``path``, whole or not at all (a temporary file, fsync, os.replace)."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
 
 
 def _import(name: str, path: Path) -> ModuleType:
@@ -77,7 +103,8 @@ def build() -> ModuleType:
     name = module_name()
     root = cache_dir()
     kept = root / f"{name}{LIB_EXT}"
-    if kept.exists():
+    digest = root / f"{name}{LIB_EXT}.sha256"
+    if _intact(kept, digest):
         return _import(name, kept)
     root.mkdir(parents=True, exist_ok=True)
     _log.info("rmsprop: compiling %s into %s (once per machine)", SOURCE.name, kept)
@@ -88,7 +115,9 @@ def build() -> ModuleType:
                                 verbose=False)
         built = scratch / f"{module.__name__}{LIB_EXT}"
         if module.__name__ == name:  # torch renames a second build in one process: not kept
-            os.replace(built, kept)
+            library = built.read_bytes()
+            _write_durably(kept, library)
+            _write_durably(digest, hashlib.sha256(library).hexdigest().encode())
         return module
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -122,7 +151,7 @@ def load() -> ModuleType | None:
             _built.append(None)  # before the warning, which a filter may turn into an error
             reason = (str(error).strip().splitlines() or [""])[0][:300]
             warnings.warn(
-                f"rmsprop: the C++ loop over param groups could not be built "
+                f"rmsprop: the C++ loop over param groups could not be built or loaded "
                 f"({type(error).__name__}: {reason}); the same checks run in Python, "
                 f"slower. Set {ENV}=0 to skip the attempt.",
                 NativeBuildWarning, stacklevel=2)
