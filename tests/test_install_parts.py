@@ -65,6 +65,7 @@ def test_a_part_whose_extra_is_missing_names_the_extra(module, blocked, extra):
     assert f"pip install 'rmsprop[{extra}]'" in last, last
 
 
+@pytest.mark.slow  # 3-6 s (a compiler or a subprocess): the whole suite runs it
 def test_the_torch_drop_in_without_numba_runs_torch_s_path():
     """No numba: impl="auto" takes the loop path with no error, impl_of says so, and the
     numbers are torch.optim.RMSprop's, bit for bit."""

@@ -10,8 +10,9 @@ from experiments_common import run_quick
 from rmsprop.experiments import memory
 from rmsprop.torch import RMSprop
 
-# lr-jump slow: the digits MLP it trains, its batches and bands run in digits and warmup
-MODELS = ["cold-start", "warmup", pytest.param("lr-jump", marks=pytest.mark.slow), "digits",
+# lr-jump and digits slow: the digits MLP they train, its batches and bands run in warmup
+MODELS = ["cold-start", "warmup", pytest.param("lr-jump", marks=pytest.mark.slow),
+          pytest.param("digits", marks=pytest.mark.slow),
           pytest.param("eps-placement", marks=pytest.mark.slow),
           pytest.param("memory", marks=pytest.mark.slow),
           pytest.param("rnn", marks=pytest.mark.slow),

@@ -305,6 +305,7 @@ def test_a_nonfinite_gradient_makes_the_same_nan_blocks():
         assert torch.equal(codes_f[finite], codes_t[finite])
 
 
+@pytest.mark.slow  # 3-6 s (a compiler or a subprocess): the whole suite runs it
 def test_the_gpu_kernel_needs_no_numba():
     """A GPU machine with Triton and without numba runs 8-bit state: the Triton lean kernel
     and the refusal checks import nothing of numba (shown with numba made unimportable)."""

@@ -50,6 +50,7 @@ CODE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 3-6 s (a compiler or a subprocess): the whole suite runs it
 def test_lowbit_kernel_compiles_for_sm90_with_ieee_rounding(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)

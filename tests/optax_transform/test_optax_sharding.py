@@ -11,9 +11,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 STEPS = 5
 
 
+@pytest.mark.slow  # 3-6 s (a compiler or a subprocess): the whole suite runs it
 def test_state_follows_sharding_and_sharded_step_equals_one_device():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
