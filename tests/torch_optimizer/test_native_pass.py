@@ -313,18 +313,39 @@ def test_an_interrupted_build_leaves_nothing_that_blocks_the_next(fake_compiler,
     assert native_library().exists()
 
 
-def test_a_build_warning_raised_as_an_error_stops_the_step_before_it_writes(monkeypatch):
-    """Under ``-W error`` the warning is an exception: it must come before any group has
-    stepped, and the next step runs (in Python) without trying again."""
-    use_path(monkeypatch, "native")
+@pytest.fixture
+def no_compiler(monkeypatch):
+    """A machine where the loop cannot be built, nothing tried yet: the attempts."""
+    monkeypatch.delenv(native.ENV, raising=False)
     monkeypatch.setattr(loader, "_built", [])
     attempts = []
 
-    def no_compiler():
+    def build():
         attempts.append(1)
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(loader, "build", no_compiler)
+    monkeypatch.setattr(loader, "build", build)
+    return attempts
+
+
+def stopped_by_the_build_warning(opt, params):
+    """``opt.step()`` with the build's warning an error: it raises, nothing has changed.
+    Returns the parameters' values before."""
+    before = [p.detach().clone() for p in params]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", native.NativeBuildWarning)
+        with pytest.raises(native.NativeBuildWarning):
+            opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    assert len(opt.state) == 0
+    return before
+
+
+def test_a_build_warning_raised_as_an_error_stops_the_step_before_it_writes(monkeypatch,
+                                                                            no_compiler):
+    """Under ``-W error`` the warning is an exception: it must come before any group has
+    stepped, and the next step runs (in Python) without trying again."""
+    monkeypatch.setattr(group_pass, "MIN_TENSORS", 1)
     gen = torch.Generator().manual_seed(5)
     first = [torch.nn.Parameter(torch.randn(4, generator=gen)) for _ in range(3)]
     second = [torch.nn.Parameter(torch.randn(4, generator=gen)) for _ in range(3)]
@@ -332,15 +353,11 @@ def test_a_build_warning_raised_as_an_error_stops_the_step_before_it_writes(monk
         p.grad = torch.randn(4, generator=gen)
     opt = RMSprop([{"params": first, "impl": "loop"}, {"params": second}], lr=1e-2,
                   impl="fused")
-    before = [p.detach().clone() for p in first + second]
+    before = stopped_by_the_build_warning(opt, first + second)
     with warnings.catch_warnings():
         warnings.simplefilter("error", native.NativeBuildWarning)
-        with pytest.raises(native.NativeBuildWarning):
-            opt.step()
-        assert all(torch.equal(p, b) for p, b in zip(first + second, before))
-        assert len(opt.state) == 0
         opt.step()  # no second attempt, no warning: the Python checks
-    assert len(attempts) == 1
+    assert len(no_compiler) == 1
     # one step from the same start, by an optimizer that never failed: nothing was half done
     clones = [torch.nn.Parameter(b.clone()) for b in before]
     for c, p in zip(clones, first + second):
@@ -363,18 +380,12 @@ def test_a_small_group_never_builds_the_loop(monkeypatch):
     assert loader._built == []  # not even tried
 
 
-def test_a_flat_group_shortened_in_place_still_builds_before_anything_changes(monkeypatch):
+def test_a_flat_group_shortened_in_place_still_builds_before_anything_changes(monkeypatch,
+                                                                              no_compiler):
     """The layout still holds the parameter the list lost: the build must come while the
     step checks its groups, counted by the larger of the two lists, not at the layout's own
     check inside the step (after the first group stepped)."""
-    monkeypatch.delenv(native.ENV, raising=False)
-    monkeypatch.setattr(loader, "_built", [])
     monkeypatch.setattr(group_pass, "MIN_TENSORS", 4)
-
-    def no_compiler():
-        raise RuntimeError("no compiler")
-
-    monkeypatch.setattr(loader, "build", no_compiler)
     gen = torch.Generator().manual_seed(6)
     first = [torch.nn.Parameter(torch.randn(3, generator=gen)) for _ in range(3)]
     flat = [torch.nn.Parameter(torch.randn(3, generator=gen)) for _ in range(4)]
@@ -382,13 +393,8 @@ def test_a_flat_group_shortened_in_place_still_builds_before_anything_changes(mo
     opt.param_groups[1]["params"].pop()  # 3 listed, 4 in the layout
     for p in first + flat:
         p.grad = torch.randn(3, generator=gen)
-    before = [p.detach().clone() for p in first + flat]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", native.NativeBuildWarning)
-        with pytest.raises(native.NativeBuildWarning):
-            opt.step()
-    assert all(torch.equal(p, b) for p, b in zip(first + flat, before))
-    assert len(opt.state) == 0
+    stopped_by_the_build_warning(opt, first + flat)
+    assert len(no_compiler) == 1
 
 
 def test_a_kept_library_cut_short_is_built_again_not_loaded(fake_compiler, tmp_path):
