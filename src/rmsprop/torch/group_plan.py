@@ -19,10 +19,10 @@ optimizer seeing it, in one C++ loop over the group (:mod:`rmsprop.torch.native`
 back to the same checks in Python): the parameter list, each parameter's address
 (``p.data = ...``), which gradients are set, and their addresses (new at every step after
 ``zero_grad(set_to_none=True)``: they are written into the kernel's table, nothing is
-rebuilt), sizes and contiguity. What the optimizer changes
-itself (``load_state_dict``, unpickling, ``add_param_group``, ``warm_start``) drops its plans
-(:func:`forget`); a change of options (``state_precision``, ``momentum``, ...) written into
-``param_groups`` between steps is seen by comparing the group's resolved spec and settings.
+rebuilt), sizes and contiguity. What the optimizer changes itself (``load_state_dict``,
+unpickling, ``add_param_group``, ``warm_start``) drops its plans (:func:`forget`); a change
+of options (``state_precision``, ``momentum``, ...) written into ``param_groups`` between
+steps is seen by comparing the group's resolved spec and settings.
 Replacing a state tensor by assignment (``optimizer.state[p]["square_avg"] = t``) between
 steps is not watched (no torch optimizer API does it): call :func:`forget` after it.
 """

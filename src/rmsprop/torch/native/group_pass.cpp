@@ -8,8 +8,8 @@
 #include <Python.h>
 #include <torch/csrc/autograd/python_variable.h>
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <vector>
 
@@ -60,7 +60,7 @@ PyObject* flat_status(PyObject*, PyObject* args) {
   try {
     for (Py_ssize_t i = 0; i < n && status != kMoved; ++i) {
       PyObject* item = PyList_GET_ITEM(params, i);
-      if (item != PyList_GET_ITEM(expected, i)) {  // the expected tensors: no type check due
+      if (item != PyList_GET_ITEM(expected, i)) {  // else a tensor: the watch's own list
         status = kMoved;
         break;
       }
@@ -159,10 +159,10 @@ PyObject* plan_grads(PyObject*, PyObject* args) {
   PyObject* result = Py_None;
   if (holds) {
     result = PyList_New(m);
-    for (Py_ssize_t j = 0; result != nullptr && j < m; ++j) {
+    for (Py_ssize_t k = 0; result != nullptr && k < m; ++k) {
       PyObject* wrapped = nullptr;
       try {
-        wrapped = THPVariable_Wrap(*grads[j]);
+        wrapped = THPVariable_Wrap(*grads[k]);
       } catch (const std::exception& error) {
         PyErr_SetString(PyExc_RuntimeError, error.what());
       }
@@ -170,7 +170,7 @@ PyObject* plan_grads(PyObject*, PyObject* args) {
         Py_CLEAR(result);
         break;
       }
-      PyList_SET_ITEM(result, j, wrapped);
+      PyList_SET_ITEM(result, k, wrapped);
     }
     if (result != nullptr)
       std::copy(grad_address.begin(), grad_address.end(), static_cast<int64_t*>(out.buf));
