@@ -19,6 +19,7 @@ from plan_common import (
 from rmsprop import reference
 from rmsprop.spec import RMSpropSpec
 from rmsprop.torch import RMSprop
+from rmsprop.torch import group_plan
 from rmsprop.torch.group_plan import GroupPlan
 from rmsprop.torch.kernels import TensorLists
 
@@ -251,3 +252,33 @@ def test_step_counters_off_the_cpu_are_not_planned():
     assert GroupPlan.build(opt, group, params, states, tensors, opt.spec_of(group),
                            "fused") is None
 
+
+
+@pytest.mark.parametrize("precision", ["fp32", "8bit"])
+@pytest.mark.parametrize("planned", [False, True])
+def test_a_gradient_retyped_through_data_is_refused_before_anything_changes(planned,
+                                                                           precision):
+    """torch's ``p.grad = g`` refuses a gradient of another dtype; ``p.grad.data = ...`` does
+    not. The kernels read a gradient in its parameter's format, so the step must refuse it,
+    naming it, before any group steps, rather than read float64 bytes as float32 (what both
+    the fused and the 8-bit kernel did)."""
+    first, second = make_params(seed=1), make_params(seed=2)
+    for p in first + second:
+        p.grad = torch.ones_like(p)
+    opt = RMSprop([{"params": first}, {"params": second}], lr=1e-2, impl="fused",
+                  momentum=0.9, state_precision=precision, min_8bit_size=1)
+    opt.step()  # builds the plans
+    if not planned:
+        group_plan.forget(opt)
+    second[1].grad.data = second[1].grad.data.double()
+    before = [p.detach().clone() for p in first + second]
+    state = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match=r"parameter 1 of param group 1: its gradient has dtype "
+                                         r"torch.float64, the parameter torch.float32"):
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(first + second, before))
+    after = opt.state_dict()["state"]
+    for i, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(after[i][key], value), (i, key)

@@ -103,6 +103,9 @@ PLAN_CHANGES = {
     "grad_added": (lambda params, opt: setattr(params[0], "grad", torch.ones(3)), False),
     "grad_not_contiguous": (
         lambda params, opt: setattr(params[2], "grad", torch.ones(5, 4).t()), False),
+    "grad_dtype_changed_through_data": (  # torch's grad setter refuses it, .data does not
+        lambda params, opt: setattr(params[2].grad, "data", params[2].grad.data.double()),
+        False),
     "grad_sparse": (
         lambda params, opt: setattr(params[1], "grad", torch.ones(700).to_sparse()), False),
     "data_moved_out": (lambda params, opt: setattr(params[3], "data", params[3].data.clone()),

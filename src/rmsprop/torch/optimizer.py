@@ -41,6 +41,7 @@ _SPEC_KEYS = tuple(name for name in OPTION_NAMES if name != "lr")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _GRAD = operator.attrgetter("grad")
+_DTYPE = operator.attrgetter("dtype")
 
 # Where torch lets capturable=True step (torch.optim.optimizer's list; XLA is torch's too).
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", torch._C._get_privateuse1_backend_name(), "xla")
@@ -447,11 +448,14 @@ class RMSprop(Optimizer):
         layout = _layouts_of(self).get(id(group["params"]))
         if impl in PLANNED or layout is not None:  # a build and its warning: before any step
             native.ready_for(max(len(group["params"]), len(layout[1].params) if layout else 0))
+        grads = [p.grad for p in params]
+        if params and (impl in ("fused", "triton") or group["state_precision"] != "fp32"):
+            _check_grad_dtypes(self, group, params, grads)
         if params and group["capturable"]:
             _check_capturable_devices(self, params)
         if params and group["state_precision"] != "fp32":
             lean_state.check_state(self, group, params)
-        return _Work(group, params, [p.grad for p in params], spec, impl, None)
+        return _Work(group, params, grads, spec, impl, None)
 
     def _step_group(self, item: "_Work") -> None:
         """One group's step (after every group's checks passed)."""
@@ -546,6 +550,23 @@ def _check_torch_path_options(group: dict[str, Any], index: int | None) -> None:
                 f"state_precision={group['state_precision']!r}{where}: lean state is kept by "
                 "the fused kernel"
             )
+
+
+def _check_grad_dtypes(optimizer: RMSprop, group: dict[str, Any], params: list[Tensor],
+                       grads: list[Tensor]) -> None:
+    """Every gradient in its parameter's dtype, as the kernels read it. torch's ``p.grad = g``
+    refuses another dtype, but ``p.grad.data = ...`` does not; torch's own path would promote,
+    a kernel would read the bytes in the wrong format. Checked before any group steps."""
+    if list(map(_DTYPE, grads)) == list(map(_DTYPE, params)):
+        return
+    bad = next(i for i, (p, g) in enumerate(zip(params, grads)) if g.dtype != p.dtype)
+    index = next(i for i, g in enumerate(optimizer.param_groups) if g is group)
+    position = next(i for i, q in enumerate(group["params"]) if q is params[bad])
+    raise ValueError(
+        f"parameter {position} of param group {index}: its gradient has dtype "
+        f"{grads[bad].dtype}, the parameter {params[bad].dtype}; impl={group['impl']!r} "
+        f"(state_precision={group['state_precision']!r}) reads a gradient in its parameter's "
+        "dtype: set p.grad to a tensor of that dtype")
 
 
 def _check_capturable_devices(optimizer: RMSprop, params: list[Tensor]) -> None:

@@ -98,7 +98,8 @@ def group_by_storage(
 
 def check_lists(t: TensorLists, spec: RMSpropSpec, impl: str) -> None:
     """Every list the options need is there, one tensor per parameter, of its size and on its
-    device: the kernels read raw memory, so a missing or short buffer must fail here."""
+    device, and every gradient of its parameter's dtype: the kernels read raw memory, so a
+    missing or short buffer, or one in another format, must fail here."""
     needed = [("grads", t.grads), ("square_avgs", t.square_avgs)]
     if spec.amsgrad:
         needed.append(("max_square_avgs", t.max_square_avgs))
@@ -111,6 +112,14 @@ def check_lists(t: TensorLists, spec: RMSpropSpec, impl: str) -> None:
     one_device = len({(x.is_cpu, x.get_device()) for x in t.params} | {
         (x.is_cpu, x.get_device()) for _, lst in needed for x in lst}) <= 1
     devices = None if one_device else [_where(p) for p in t.params]
+    if any(g.dtype != p.dtype for p, g in zip(t.params, t.grads)):
+        # torch's grad setter refuses this, but `p.grad.data = ...` gets through: the kernel
+        # would read the gradient's bytes in the parameter's format
+        bad = next(i for i, (p, g) in enumerate(zip(t.params, t.grads)) if g.dtype != p.dtype)
+        raise ValueError(
+            f"impl={impl!r}: grads[{bad}] has dtype {t.grads[bad].dtype}, its parameter "
+            f"{t.params[bad].dtype} (the fused kernels read a gradient in its parameter's "
+            "dtype)")
     for name, lst in needed:
         if len(lst) != len(t.params):
             raise ValueError(

@@ -82,8 +82,8 @@ PyObject* flat_status(PyObject*, PyObject* args) {
 // The gradients of a planned group's step, where the plan still holds: `params` is the list
 // `expected` (the same objects, in order); parameter i has a gradient exactly where
 // has_grad[i] (one byte each) says; and the j-th parameter with a gradient still has its data
-// at addresses[j] and a dense, contiguous gradient of sizes[j] elements. Then the gradients'
-// data addresses are written to grad_addresses (a writable buffer of as many int64) and the
+// at addresses[j] and a dense, contiguous gradient of its dtype and of sizes[j] elements.
+// Then the gradients' data addresses are written to grad_addresses (a writable buffer of as many int64) and the
 // gradients returned as a list; else None, and grad_addresses is left as it was.
 PyObject* plan_grads(PyObject*, PyObject* args) {
   PyObject *params, *expected, *has_obj, *addresses_obj, *sizes_obj, *out_obj;
@@ -144,7 +144,8 @@ PyObject* plan_grads(PyObject*, PyObject* args) {
       } else if (grad.defined()) {
         const c10::TensorImpl* g = grad.unsafeGetTensorImpl();
         holds = reinterpret_cast<int64_t>(impl->data()) == address[j] &&
-                g->layout() == c10::kStrided && g->numel() == size[j] && g->is_contiguous();
+                g->layout() == c10::kStrided && g->dtype() == impl->dtype() &&
+                g->numel() == size[j] && g->is_contiguous();
         if (holds) {
           grads.push_back(&grad);
           grad_address.push_back(reinterpret_cast<int64_t>(g->data()));

@@ -29,6 +29,7 @@ _GRAD = operator.attrgetter("grad")
 _PTR = Tensor.data_ptr
 _NUMEL = Tensor.numel
 _CONTIGUOUS = Tensor.is_contiguous
+_DTYPE = operator.attrgetter("dtype")
 
 
 def ready_for(count: int) -> None:
@@ -80,7 +81,8 @@ class FlatWatch:
 class PlanWatch:
     """What a planned group's step must find unchanged: the group's parameters (the same
     objects in order), which of them have a gradient, and for those, their data's address and
-    their gradient's size and contiguity; the gradients' addresses are read at each step."""
+    their gradient's size, dtype and contiguity; the gradients' addresses are read at each
+    step."""
 
     def __init__(self, group_params: Sequence[Tensor], params: Sequence[Tensor]) -> None:
         """``params``: those of ``group_params`` with a gradient, in the group's order."""
@@ -90,6 +92,7 @@ class PlanWatch:
         self.params = list(params)
         self.param_ptrs = list(map(_PTR, self.params))
         self.sizes = list(map(_NUMEL, self.params))
+        self.dtypes = list(map(_DTYPE, self.params))
         self.has_grad_table = np.array(self.has_grad, dtype=np.uint8)
         self.address_table = np.array(self.param_ptrs, dtype=np.int64)
         self.size_table = np.array(self.sizes, dtype=np.int64)
@@ -119,6 +122,7 @@ class PlanWatch:
         try:
             ptrs = list(map(_PTR, grads))
             if (list(map(_NUMEL, grads)) != self.sizes or not all(map(_CONTIGUOUS, grads))
+                    or list(map(_DTYPE, grads)) != self.dtypes
                     or list(map(_PTR, self.params)) != self.param_ptrs):
                 return None
         except RuntimeError:  # a sparse gradient: the ordinary path says so
