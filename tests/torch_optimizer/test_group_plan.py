@@ -282,3 +282,21 @@ def test_a_gradient_retyped_through_data_is_refused_before_anything_changes(plan
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
                 assert torch.equal(after[i][key], value), (i, key)
+
+
+def test_the_functional_fused_step_refuses_a_gradient_of_another_dtype():
+    """rmsprop.torch.functional.rmsprop has no optimizer to check its groups first: the
+    kernel's own list check refuses the gradient, before the kernel reads it."""
+    from rmsprop.torch.functional import rmsprop
+
+    params = [p.detach() for p in make_params()]
+    grads = [torch.ones_like(p) for p in params]
+    grads[2] = grads[2].double()
+    square_avgs = [torch.zeros_like(p) for p in params]
+    before = [p.clone() for p in params]
+    with pytest.raises(ValueError, match=r"grads\[2\] has dtype torch.float64, its parameter "
+                                         r"torch.float32"):
+        rmsprop(params, grads, square_avgs, [torch.zeros(()) for _ in params],
+                spec=RMSpropSpec(), lr=1e-2, impl="fused")
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    assert not any(v.any() for v in square_avgs)
