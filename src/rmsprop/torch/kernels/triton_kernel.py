@@ -30,7 +30,8 @@ import triton.language as tl
 from ...element import Flags, Hyper, bind
 from ...spec import RMSpropSpec
 from .flat import (
-    FORMAT, GRAD, FlatTable, check_lists, chunk_table, flags_of, group_by_storage, scalars_of,
+    FORMAT, GRAD, FlatTable, check_lists, chunk_table, compute_dtype, flags_of,
+    group_by_storage, scalars_of,
 )
 from .plan import KernelPlan, StorageGroup
 from .tensors import TensorLists, as_real
@@ -181,7 +182,7 @@ def triton_step(
             continue
         param_format, state_format = FORMAT[param_dtype], FORMAT[state_dtype]
         hyper, corrections = scalars_of(spec, lr, group_steps, len(group.params),
-                                        np.float64 if state_format == "f64" else np.float32)
+                                        compute_dtype(state_dtype))
 
         def on_device(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(array).to(device, non_blocking=True)
